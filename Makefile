@@ -1,0 +1,36 @@
+# aiida-mlip: the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+DEMO_PROFILE ?= aiida-mlip-demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU build of torch first: any other torch spec pulls gigabytes of CUDA packages
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	verdi profile show $(DEMO_PROFILE) >/dev/null 2>&1 || verdi presto --profile-name $(DEMO_PROFILE) --use-zeromq
+	$(PY) -m aiida_mlip.demo --profile $(DEMO_PROFILE)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check aiida_mlip tests benchmarks
+	$(VENV)/bin/ruff format --check aiida_mlip tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

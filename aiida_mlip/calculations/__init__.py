@@ -1,0 +1,1 @@
+"""CalcJobs wrapping the engine executables."""

@@ -1,0 +1,89 @@
+"""``LabelCalculation`` (``mlip.label``): label configurations with an ASE calculator."""
+
+from __future__ import annotations
+
+from aiida import orm
+
+from aiida_mlip.calculations.base import EngineCalculation
+from aiida_mlip.data.dataset import DatasetData
+from aiida_mlip.data.structures import StructureSetData
+from aiida_mlip.engine.label import validate_labeller
+
+__all__ = ("LabelCalculation",)
+
+
+def validate_labeller_input(value, _):
+    """Refuse a labeller whose calculator does not import or is not an ASE calculator."""
+    if value is None:
+        return None
+    try:
+        validate_labeller(value.get_dict())
+    except ValueError as exception:
+        return f"invalid labeller: {exception}"
+    return None
+
+
+def validate_structures(value, _):
+    if value is not None and not value.n_frames:
+        return "the structures are empty: there is nothing to label"
+    return None
+
+
+class LabelCalculation(EngineCalculation):
+    """Label configurations with any ASE calculator named by import path (``aiida-mlip-label``).
+
+    This is the fast oracle of tests and demos (``ase.calculators.emt.EMT``) and a real labeller for
+    codes that are driven through ASE. Frames whose calculation fails are reported in the
+    ``failures`` output and the frames that succeeded are kept.
+    """
+
+    RETRIEVE = ("labelled.h5", "labelled_indices.json", "failures.json", "summary.json")
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input(
+            "structures",
+            valid_type=StructureSetData,
+            validator=validate_structures,
+            help="The configurations to label.",
+        )
+        spec.input(
+            "labeller",
+            valid_type=orm.Dict,
+            validator=validate_labeller_input,
+            help="`calculator` (import path of an ASE calculator class), `kwargs` (its constructor "
+            "arguments) and `properties` (energy, forces and optionally stress).",
+        )
+        spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.label"
+        spec.output(
+            "labelled",
+            valid_type=DatasetData,
+            help="The labelled frames (eV, eV/Angstrom, eV/Angstrom^3); each frame's source is this job.",
+        )
+        spec.output(
+            "failures",
+            valid_type=orm.Dict,
+            required=False,
+            help="`failures`: index in the input and error of each frame that could not be labelled.",
+        )
+        spec.output("summary", valid_type=orm.Dict, help="Counts and wall time.")
+        spec.exit_code(
+            300, "ERROR_MISSING_OUTPUT", message="The labeller wrote no summary: it did not run to the end."
+        )
+        spec.exit_code(301, "ERROR_BAD_INPUT", message="The labeller refused its input: {message}")
+        spec.exit_code(310, "ERROR_ALL_LABELS_FAILED", message="Every structure failed to be labelled.")
+        spec.exit_code(
+            311,
+            "ERROR_SOME_LABELS_FAILED",
+            message="{count} structure(s) failed to be labelled; the others are in the outputs.",
+        )
+
+    def write_inputs(self, folder, local_copy_list):
+        local_copy_list.append(
+            self.copy_from_repository(
+                self.inputs.structures, self.inputs.structures.FILENAME, "structures.h5"
+            )
+        )
+        self.write_json(folder, "labeller.json", validate_labeller(self.inputs.labeller.get_dict()))
+        return ["--structures", "structures.h5", "--labeller", "labeller.json", "--output-dir", "."]

@@ -1,0 +1,119 @@
+"""``TrainCalculation`` (``mlip.train``): train a committee potential with ``aiida-mlip-train``."""
+
+from __future__ import annotations
+
+from aiida import orm
+
+from aiida_mlip.calculations.base import EngineCalculation
+from aiida_mlip.data.dataset import DatasetData
+from aiida_mlip.data.potential import PotentialData
+
+__all__ = ("TrainCalculation",)
+
+
+def validate_parameters(value, _):
+    """Refuse training parameters the engine would refuse, before any job starts."""
+    if value is None:
+        return None
+    from aiida_mlip.potentials.train import TrainConfig
+
+    try:
+        TrainConfig.from_dict(value.get_dict())
+    except (TypeError, ValueError) as exception:
+        return f"invalid training parameters: {exception}"
+    return None
+
+
+def validate_dataset(value, _):
+    if value is not None and not value.n_frames:
+        return "the training dataset is empty"
+    return None
+
+
+def validate_inputs(inputs, _):
+    """A warm start must know every element of the dataset."""
+    parent = inputs.get("parent_potential")
+    dataset = inputs.get("dataset")
+    if parent is not None and dataset is not None:
+        unknown = sorted(set(dataset.elements) - set(parent.elements))
+        if unknown:
+            return (
+                f"the dataset has elements {unknown} that the parent potential (elements {parent.elements}) "
+                "does not know: train from scratch instead of warm-starting"
+            )
+    return None
+
+
+class TrainCalculation(EngineCalculation):
+    """Train a committee of potentials on a dataset (the ``aiida-mlip-train`` executable).
+
+    The dataset (and the parent potential of a warm start) are uploaded from the AiiDA repository,
+    so the job runs the same on ``localhost`` and on a cluster's GPU node. A checkpoint is written
+    during training and retrieved whatever the outcome, so a run that hit NaN, diverged or was cut
+    by its wall time can be restarted from it (see ``TrainingWorkChain``).
+    """
+
+    RETRIEVE = ("model.safetensors", "metrics.json", "learning_curve.csv", "checkpoint.safetensors")
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input(
+            "dataset", valid_type=DatasetData, validator=validate_dataset, help="The labelled training data."
+        )
+        spec.input(
+            "parameters",
+            valid_type=orm.Dict,
+            validator=validate_parameters,
+            help="Training parameters (see aiida_mlip.potentials.train.TrainConfig).",
+        )
+        spec.input(
+            "parent_potential",
+            valid_type=PotentialData,
+            required=False,
+            help="Warm start: the training begins from these weights.",
+        )
+        spec.inputs.validator = validate_inputs
+        spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.train"
+        spec.output("potential", valid_type=PotentialData, required=False, help="The trained committee.")
+        spec.output(
+            "metrics",
+            valid_type=orm.Dict,
+            required=False,
+            help="Train/validation RMSE of energy per atom (eV/atom), forces (eV/A) and stress (eV/A^3), "
+            "per member and for the committee mean; status, epochs, timings, device.",
+        )
+        spec.output(
+            "learning_curve",
+            valid_type=orm.ArrayData,
+            required=False,
+            help="One array per column of the learning curve (epoch, learning rate, losses, RMSEs).",
+        )
+        spec.output(
+            "checkpoint",
+            valid_type=PotentialData,
+            required=False,
+            help="The last good weights of a run that did not finish: the restart point.",
+        )
+        spec.exit_code(
+            300, "ERROR_MISSING_OUTPUT", message="The training wrote neither a model nor a checkpoint."
+        )
+        spec.exit_code(301, "ERROR_BAD_INPUT", message="The training refused its input: {message}")
+        spec.exit_code(310, "ERROR_NAN_LOSS", message="The loss became NaN at epoch {epoch}.")
+        spec.exit_code(311, "ERROR_DIVERGED", message="The loss diverged at epoch {epoch}.")
+        spec.exit_code(
+            320,
+            "ERROR_INTERRUPTED",
+            message="The training stopped before the end (wall time, cancelled job); a checkpoint exists.",
+        )
+
+    def write_inputs(self, folder, local_copy_list):
+        dataset = self.inputs.dataset
+        local_copy_list.append(self.copy_from_repository(dataset, dataset.FILENAME, "dataset.h5"))
+        self.write_json(folder, "config.json", self.inputs.parameters.get_dict())
+        arguments = ["--dataset", "dataset.h5", "--config", "config.json", "--output-dir", "."]
+        if "parent_potential" in self.inputs:
+            parent = self.inputs.parent_potential
+            local_copy_list.append(self.copy_from_repository(parent, parent.FILENAME, "init.safetensors"))
+            arguments += ["--init", "init.safetensors"]
+        return arguments

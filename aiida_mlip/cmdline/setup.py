@@ -1,0 +1,117 @@
+"""``aiida-mlip setup``: register computers and codes a new user needs."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import click
+
+from aiida_mlip.cmdline.root import cmd_root
+
+#: The engine executables and the CalcJob plugin each one serves.
+ENGINE_EXECUTABLES = {
+    "aiida-mlip-train": "mlip.train",
+    "aiida-mlip-explore": "mlip.explore",
+    "aiida-mlip-label": "mlip.label",
+    "aiida-mlip-select": "mlip.select",
+}
+
+
+def find_executable(name: str) -> str | None:
+    """Return the path of ``name`` installed beside this Python, else on the ``PATH``."""
+    beside_python = pathlib.Path(sys.executable).parent / name
+    return str(beside_python) if beside_python.exists() else shutil.which(name)
+
+
+def get_or_create_localhost(label: str = "localhost"):
+    """Return the computer ``label``; create and configure it (core.local, core.direct) if missing."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        computer = orm.load_computer(label)
+    except NotExistent:
+        workdir = pathlib.Path(tempfile.gettempdir()) / "aiida-mlip-run"
+        computer = orm.Computer(
+            label=label,
+            hostname="localhost",
+            description="This machine, set up by aiida-mlip",
+            transport_type="core.local",
+            scheduler_type="core.direct",
+            workdir=str(workdir),
+        ).store()
+        computer.set_minimum_job_poll_interval(0.5)
+        computer.set_default_mpiprocs_per_machine(1)
+    if not computer.is_configured:
+        computer.configure(safe_interval=0.0)
+    return computer
+
+
+def register_engine_codes(computer, prefix: str = "mlip", log=click.echo) -> dict:
+    """Register every engine executable as an ``InstalledCode`` on ``computer``; return them by plugin.
+
+    Codes are labelled ``<prefix>-<step>`` (``mlip-train``, ...). An existing code with that label on
+    that computer is kept when it runs the same executable, and reported otherwise.
+
+    Raises
+    ------
+    click.ClickException
+        If an executable is not installed.
+    """
+    from aiida import orm
+
+    codes = {}
+    for executable, plugin in ENGINE_EXECUTABLES.items():
+        path = find_executable(executable)
+        if path is None:
+            raise click.ClickException(f"{executable} is not installed: run `pip install aiida-mlip` first")
+        label = f"{prefix}-{executable.rsplit('-', 1)[1]}"
+        existing = (
+            orm.QueryBuilder()
+            .append(orm.Computer, filters={"id": computer.pk}, tag="computer")
+            .append(orm.InstalledCode, with_computer="computer", filters={"label": label})
+            .first(flat=True)
+        )
+        if existing is not None:
+            if str(existing.filepath_executable) != path:
+                log(
+                    f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, "
+                    f"not {path}"
+                )
+            else:
+                log(f"code {label}@{computer.label} <{existing.pk}> exists")
+            codes[plugin] = existing
+            continue
+        code = orm.InstalledCode(
+            label=label,
+            computer=computer,
+            filepath_executable=path,
+            default_calc_job_plugin=plugin,
+            description=f"aiida-mlip engine executable {executable}",
+        ).store()
+        log(f"registered code {label}@{computer.label} <{code.pk}>: {path}")
+        codes[plugin] = code
+    return codes
+
+
+@cmd_root.group("setup")
+def cmd_setup():
+    """Register computers, codes and pseudopotentials."""
+
+
+@cmd_setup.command("localhost")
+@click.option(
+    "--computer",
+    "computer_label",
+    default="localhost",
+    show_default=True,
+    help="Label of the computer; created (core.local transport, core.direct scheduler) if missing.",
+)
+@click.option("--prefix", default="mlip", show_default=True, help="Codes are labelled <prefix>-train, ...")
+def cmd_setup_localhost(computer_label, prefix):
+    """Register the engine executables as codes on this machine."""
+    computer = get_or_create_localhost(computer_label)
+    register_engine_codes(computer, prefix=prefix)

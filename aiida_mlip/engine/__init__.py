@@ -1,0 +1,1 @@
+"""Executables run on compute nodes: files in, files out, no AiiDA."""

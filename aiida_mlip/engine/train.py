@@ -1,0 +1,171 @@
+"""``aiida-mlip-train``: train a committee potential from files, write files. No AiiDA needed.
+
+Usage::
+
+    aiida-mlip-train --dataset dataset.h5 --config config.yaml [--init model.safetensors]
+                     [--valid valid.h5] [--output-dir .] [--device auto]
+
+Inputs
+    ``--dataset``: labelled frames, :meth:`Frames.write_hdf5` format (``.h5``/``.hdf5``) or extended
+    XYZ (``.extxyz``/``.xyz``). ``--valid``: optional validation frames (otherwise
+    ``valid_fraction`` of the dataset is held out). ``--config``: YAML or JSON mapping of training
+    settings. ``--init``: a model file to warm start from (e.g. an earlier ``checkpoint.safetensors``).
+
+Config keys (all optional; units Angstrom, eV), see :class:`aiida_mlip.potentials.train.TrainConfig`:
+    committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
+    hidden (64), repulsion_radius (null), max_epochs (200), batch_size (4), lr (5e-3),
+    min_lr (5e-5), optimizer ("adamw" | "adam"), weight_decay (0), scheduler ("cosine" | "plateau" |
+    "constant"), energy_weight (10), forces_weight (1), stress_weight (1), valid_fraction (0.1),
+    patience (50), bootstrap (true), gradient_clip (10), divergence_factor (1000), seed (0),
+    dtype ("float32" | "float64"). Unknown keys are an error.
+
+Outputs (in ``--output-dir``)
+    ``model.safetensors`` (the committee, best validation epoch; only when training succeeded),
+    ``checkpoint.safetensors`` (refreshed after every good epoch, a valid model file usable as
+    ``--init`` to restart a run killed by a walltime), ``learning_curve.csv`` and ``metrics.json``
+    (``status``: ``"ok"`` | ``"nan_loss"`` | ``"diverged"``, epochs, best epoch, final learning rate,
+    seconds per epoch, device, and the RMSEs of :class:`~aiida_mlip.potentials.train.TrainResult`).
+
+Exit codes
+    0 ok; 2 bad config, dataset or initial model (message on stderr); 3 NaN loss; 4 diverged.
+Progress lines (one per epoch) go to stdout, flushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_NAN_LOSS = 3
+EXIT_DIVERGED = 4
+_STATUS_EXIT = {"ok": EXIT_OK, "nan_loss": EXIT_NAN_LOSS, "diverged": EXIT_DIVERGED}
+
+
+class InputError(Exception):
+    """A problem with the files or settings given to the executable."""
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Read a YAML or JSON mapping of training settings."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exception:
+        raise InputError(f"cannot read the config file {path}: {exception}") from exception
+    try:
+        values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exception:
+        raise InputError(f"the config file {path} is not valid YAML/JSON: {exception}") from exception
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise InputError(f"the config file {path} must hold a mapping, not {type(values).__name__}")
+    return values
+
+
+def read_dataset(path: str | os.PathLike):
+    """Read labelled frames from HDF5 (``Frames`` format) or extended XYZ."""
+    from aiida_mlip.potentials.frames import Frames
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"the dataset {path} does not exist")
+    try:
+        if path.suffix in (".h5", ".hdf5"):
+            frames = Frames.read_hdf5(path)
+        elif path.suffix in (".extxyz", ".xyz"):
+            frames = Frames.read_extxyz(path)
+        else:
+            raise InputError(f"unknown dataset format {path.suffix!r}: use .h5/.hdf5 or .extxyz/.xyz")
+        frames.validate(require_labels=True)
+    except InputError:
+        raise
+    except Exception as exception:
+        raise InputError(f"cannot read the dataset {path}: {exception}") from exception
+    if len(frames) < 2:
+        raise InputError(f"the dataset {path} holds {len(frames)} frame(s); at least 2 are needed")
+    return frames
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiida-mlip-train",
+        description="Train a committee potential (see the module docstring for the config keys).",
+    )
+    parser.add_argument("--dataset", required=True, help="labelled frames: .h5 (Frames) or .extxyz/.xyz")
+    parser.add_argument("--config", required=True, help="training settings, YAML or JSON")
+    parser.add_argument("--init", default=None, help="model file to warm start from")
+    parser.add_argument("--valid", default=None, help="validation frames (default: hold out valid_fraction)")
+    parser.add_argument("--output-dir", default=".", help="where to write the outputs (default: .)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the executable; returns (and, as a script, exits with) the exit code."""
+    arguments = _parser().parse_args(argv)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    output = Path(arguments.output_dir)
+    try:
+        from aiida_mlip.potentials.train import TrainConfig
+
+        try:
+            config = TrainConfig.from_dict(read_config(arguments.config))
+        except ValueError as exception:
+            raise InputError(f"bad training configuration: {exception}") from exception
+        train = read_dataset(arguments.dataset)
+        valid = read_dataset(arguments.valid) if arguments.valid else None
+        if arguments.init is not None and not Path(arguments.init).is_file():
+            raise InputError(f"the initial model {arguments.init} does not exist")
+        output.mkdir(parents=True, exist_ok=True)
+    except InputError as exception:
+        print(f"aiida-mlip-train: error: {exception}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+
+    from aiida_mlip.potentials.committee import save_committee
+    from aiida_mlip.potentials.model_file import ModelFileError
+    from aiida_mlip.potentials.train import train_committee
+
+    started = time.perf_counter()
+    try:
+        result = train_committee(
+            train,
+            config,
+            valid=valid,
+            init=arguments.init,
+            device=arguments.device,
+            log=log,
+            checkpoint_path=output / "checkpoint.safetensors",
+            curve_path=output / "learning_curve.csv",
+        )
+    except (ValueError, ModelFileError, RuntimeError) as exception:
+        print(f"aiida-mlip-train: error: {exception}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    metrics = dict(result.metrics)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    metrics["config"] = config.to_dict()
+    if result.status == "ok":
+        save_committee(result.model, output / "model.safetensors", {"training_metrics": _summary(metrics)})
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    log(f"status: {result.status}; outputs in {output.resolve()}")
+    return _STATUS_EXIT[result.status]
+
+
+def _summary(metrics: dict) -> dict:
+    """The committee-mean validation (or training) RMSEs, for the model file's metadata."""
+    split = metrics.get("valid") or metrics.get("train") or {}
+    return {"status": metrics["status"], "epochs": metrics["epochs"], **split.get("mean", {})}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""MD exploration and property kernels: pure ASE, no AiiDA.
+
+- :mod:`.parameters`: what an exploration does, validated (ensemble, ramps, trust window...).
+- :mod:`.watch`: the checks on a frame (committee spread, gamma, closest pair, NaN, energy jumps).
+- :mod:`.md`: walkers of NVT/NPT/NVE dynamics that stop at the break threshold or on explosion.
+- :mod:`.records`: trajectory, per-frame table, candidates and summary files.
+"""
+
+from .md import ExplorationResult, WalkerResult, explore, grader, run_walker
+from .parameters import ExploreParameters
+from .records import write_exploration
+
+__all__ = (
+    "ExplorationResult",
+    "ExploreParameters",
+    "WalkerResult",
+    "explore",
+    "grader",
+    "run_walker",
+    "write_exploration",
+)

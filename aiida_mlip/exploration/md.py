@@ -1,0 +1,301 @@
+"""Molecular dynamics with a committee potential, watched for uncertainty.
+
+Each walker runs NVT, NPT or NVE dynamics (ASE integrators, see
+:class:`~aiida_mlip.exploration.parameters.ExploreParameters`) with temperature and pressure
+ramps, and every ``check_interval`` steps :func:`~aiida_mlip.exploration.watch.check_frame` records
+the committee's force deviation, the extrapolation grade (when an active set is given), the
+closest pair of atoms and the energy. Frames inside the trust window become candidates for
+labelling; a frame at the break threshold ends the walker (the trajectory up to it is kept), and so
+does an explosion, which is an outcome of the walker, never an exception of the run. This is the
+exploration step of concurrent learning as in DP-GEN (Zhang et al., Comput. Phys. Commun. 253,
+107206 (2020)) with the D-optimality grade of Podryabinkin & Shapeev (Comput. Mater. Sci. 140, 171
+(2017)) as a second watch.
+
+Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevinbaoab import LangevinBAOAB
+from ase.md.velocitydistribution import Stationary
+from ase.md.verlet import VelocityVerlet
+
+from aiida_mlip.selection.trust import CLASS_NAMES
+
+try:  # ASE >= 3.29
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # pragma: no cover - older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    def thermalize_momenta(atoms, temperature_K, rng=None):
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
+
+from .parameters import ExploreParameters
+from .watch import FrameCheck, check_frame
+
+__all__ = ("ExplorationResult", "WalkerResult", "explore", "grader", "run_walker")
+
+STOP_REASONS = ("completed", "break_threshold", "exploded")
+
+
+@dataclass
+class WalkerResult:
+    """One walker's trajectory, checks and candidates.
+
+    Attributes
+    ----------
+    walker, structure_index : int
+    checks : list[FrameCheck]
+        Every checked frame, in order; the last one is the frame that stopped the walker, if any.
+    trajectory : list[Atoms]
+        Frames written every ``write_interval`` steps (and the breaking frame), without calculator.
+    candidates : list[tuple[Atoms, FrameCheck]]
+        Checked frames classified ``candidate``.
+    steps_done : int
+    stop_reason : {"completed", "break_threshold", "exploded"}
+    detail : str
+        Why it stopped, in words.
+    """
+
+    walker: int
+    structure_index: int
+    checks: list[FrameCheck] = field(default_factory=list)
+    trajectory: list[Atoms] = field(default_factory=list)
+    candidates: list[tuple[Atoms, FrameCheck]] = field(default_factory=list)
+    steps_done: int = 0
+    stop_reason: str = "completed"
+    detail: str = ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Checked frames per class (an exploded frame counts as failed)."""
+        return {name: sum(check.frame_class == name for check in self.checks) for name in CLASS_NAMES}
+
+    @property
+    def exploded_before_first_frame(self) -> bool:
+        """Exploded without a single good frame (the start structure or the potential is broken)."""
+        good = [check for check in self.checks if not check.stop_reason.startswith("exploded")]
+        return self.stop_reason == "exploded" and not good
+
+    def summary(self) -> dict[str, Any]:
+        deviations = [c.max_force_deviation for c in self.checks if np.isfinite(c.max_force_deviation)]
+        grades = [c.gamma for c in self.checks if np.isfinite(c.gamma)]
+        return {
+            "walker": self.walker,
+            "structure_index": self.structure_index,
+            "steps_done": self.steps_done,
+            "stopped_early": self.stop_reason != "completed",
+            "stop_reason": self.stop_reason,
+            "detail": self.detail,
+            "checked_frames": len(self.checks),
+            "counts": self.counts,
+            "candidates": len(self.candidates),
+            "trajectory_frames": len(self.trajectory),
+            "max_force_deviation_seen": max(deviations) if deviations else None,
+            "max_gamma_seen": max(grades) if grades else None,
+            "final_target_temperature_K": self.checks[-1].target_temperature if self.checks else None,
+        }
+
+
+@dataclass
+class ExplorationResult:
+    """All walkers of one exploration."""
+
+    parameters: ExploreParameters
+    walkers: list[WalkerResult]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: sum(w.counts[name] for w in self.walkers) for name in CLASS_NAMES}
+
+    @property
+    def all_exploded_before_first_frame(self) -> bool:
+        return bool(self.walkers) and all(w.exploded_before_first_frame for w in self.walkers)
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.counts
+        total = sum(counts.values())
+        reasons = {reason: sum(w.stop_reason == reason for w in self.walkers) for reason in STOP_REASONS}
+        return {
+            "format": "aiida-mlip-exploration",
+            "format_version": 1,
+            "parameters": self.parameters.as_dict(),
+            "counts": counts,
+            "accurate_fraction": counts["accurate"] / total if total else 0.0,
+            "candidates": sum(len(w.candidates) for w in self.walkers),
+            "stop_reasons": reasons,
+            "all_exploded_before_first_frame": self.all_exploded_before_first_frame,
+            "walkers": [w.summary() for w in self.walkers],
+        }
+
+
+def grader(calculator, active_set, kind: str = "hidden") -> Callable[[Atoms], float]:
+    """``grade(atoms) -> max gamma`` over the atoms, from the calculator's features and an active set.
+
+    Parameters
+    ----------
+    calculator
+        Has ``get_features(atoms, kind=...) -> (N, m)``.
+    active_set : ActiveSet
+        Built from the training set's features of the same kind.
+    """
+
+    def grade(atoms: Atoms) -> float:
+        features = calculator.get_features(atoms, kind=kind)
+        return float(active_set.grade(features, atoms.numbers).max())
+
+    return grade
+
+
+def _dynamics(atoms: Atoms, parameters: ExploreParameters, rng: np.random.Generator):
+    timestep = parameters.timestep * units.fs
+    if parameters.ensemble == "nve":
+        return VelocityVerlet(atoms, timestep=timestep)
+    kwargs = {
+        "temperature_K": parameters.temperature_at(0),
+        "T_tau": parameters.thermostat_time * units.fs,
+        "rng": rng,
+    }
+    if parameters.ensemble == "npt":
+        kwargs.update(
+            externalstress=-parameters.pressure_at(0) * units.GPa,
+            hydrostatic=True,
+            P_tau=parameters.barostat_time * units.fs,
+        )
+    return LangevinBAOAB(atoms, timestep=timestep, **kwargs)
+
+
+def _snapshot(atoms: Atoms, check: FrameCheck) -> Atoms:
+    snapshot = atoms.copy()
+    snapshot.calc = None
+    snapshot.info.update(
+        walker=check.walker,
+        step=check.step,
+        time_fs=check.time,
+        temperature_K=check.temperature,
+        model_energy=check.energy,
+        max_force_deviation=check.max_force_deviation,
+        gamma=check.gamma,
+        frame_class=check.frame_class,
+    )
+    return snapshot
+
+
+def run_walker(
+    atoms: Atoms,
+    calculator,
+    parameters: ExploreParameters,
+    walker: int = 0,
+    structure_index: int = 0,
+    grade: Callable[[Atoms], float] | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> WalkerResult:
+    """Run one walker from ``atoms`` (not modified) until ``parameters.steps`` or a stop.
+
+    Parameters
+    ----------
+    atoms : Atoms
+        Start configuration.
+    calculator
+        The committee calculator (committee spread on every call: ``spread_every=1``).
+    parameters : ExploreParameters
+    walker, structure_index : int
+        Labels of this walker; the random stream is ``parameters.seed + walker``.
+    grade : callable, optional
+        ``grade(atoms) -> float``, see :func:`grader`.
+    log : callable, optional
+        Receives a progress line at every written frame and at the stop.
+    """
+    result = WalkerResult(walker=walker, structure_index=structure_index)
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    rng = np.random.default_rng(parameters.seed + walker)
+    if parameters.temperature_at(0) > 0:
+        thermalize_momenta(atoms, parameters.temperature_at(0), rng=rng)
+        Stationary(atoms)
+    dynamics = _dynamics(atoms, parameters, rng)
+    previous_energy = None
+    step = 0
+
+    def record(check: FrameCheck) -> bool:
+        """Keep a checked frame; return whether the walker stops here."""
+        nonlocal previous_energy
+        result.checks.append(check)
+        exploded = check.stop_reason.startswith("exploded")
+        if not exploded:
+            previous_energy = check.energy
+            if check.frame_class == "candidate":
+                check.candidate_index = len(result.candidates)
+                result.candidates.append((_snapshot(atoms, check), check))
+            if check.step % parameters.write_interval == 0 or check.stop_reason:
+                check.trajectory_index = len(result.trajectory)
+                result.trajectory.append(_snapshot(atoms, check))
+        if log is not None and (check.step % parameters.write_interval == 0 or check.stop_reason):
+            log(
+                f"walker {walker} step {check.step} T {check.temperature:.0f} K (target "
+                f"{check.target_temperature:.0f}) E {check.energy:.4f} eV max_dev "
+                f"{check.max_force_deviation:.4f} eV/A gamma {check.gamma:.3f} {check.frame_class}"
+                + (f" STOP {check.stop_reason}" if check.stop_reason else "")
+            )
+        if check.stop_reason:
+            result.stop_reason = check.stop_reason.split(":")[0]
+            result.detail = check.stop_reason
+            return True
+        return False
+
+    def check_now() -> FrameCheck:
+        return check_frame(
+            atoms, parameters, walker, step, parameters.temperature_at(step), previous_energy, grade
+        )
+
+    if record(check_now()):
+        return result
+    while step < parameters.steps:
+        segment = min(parameters.check_interval, parameters.steps - step)
+        if parameters.ensemble != "nve":
+            dynamics.set_temperature(temperature_K=parameters.temperature_at(step + segment))
+        if parameters.ensemble == "npt":
+            dynamics.externalstress = -parameters.pressure_at(step + segment) * units.GPa
+        try:
+            with np.errstate(all="ignore"):
+                dynamics.run(segment)
+        except Exception as error:  # the integrator or the calculator gave up on this geometry
+            result.stop_reason = "exploded"
+            result.detail = f"exploded: {type(error).__name__}: {error} during steps {step}..{step + segment}"
+            result.steps_done = step
+            if log is not None:
+                log(f"walker {walker} STOP {result.detail}")
+            return result
+        step += segment
+        result.steps_done = step
+        if record(check_now()):
+            break
+    return result
+
+
+def explore(
+    structures: Sequence[Atoms],
+    calculator,
+    parameters: ExploreParameters,
+    grade: Callable[[Atoms], float] | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> ExplorationResult:
+    """Run ``parameters.walkers`` independent walkers; walker ``i`` starts from ``structures[i % len]``."""
+    if len(structures) == 0:
+        raise ValueError("no start structures given")
+    walkers = []
+    for index in range(parameters.walkers):
+        structure_index = index % len(structures)
+        walkers.append(
+            run_walker(
+                structures[structure_index], calculator, parameters, index, structure_index, grade, log
+            )
+        )
+    return ExplorationResult(parameters=parameters, walkers=walkers)

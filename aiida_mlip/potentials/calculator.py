@@ -1,0 +1,189 @@
+"""ASE calculator for a committee potential: mean energy, forces and stress, plus the committee spread.
+
+Anything that speaks ASE (molecular dynamics, optimisers, NEB, phonopy through ASE) can run the
+committee through :class:`CommitteeCalculator`. The committee spread, the uncertainty estimate that
+the active-learning loop watches, is evaluated on every ``spread_every``-th call only, since it costs
+one more batched pass through the descriptor; on the other calls only the committee mean is computed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from aiida_mlip.potentials.committee import CommitteePotential, load_committee, resolve_device
+from aiida_mlip.potentials.neighbours import VerletList
+
+__all__ = ("CommitteeCalculator", "load_calculator", "resolve_device")
+
+SPREAD_KEYS = (
+    "committee_energy",
+    "committee_forces",
+    "force_deviation",
+    "max_force_deviation",
+    "energy_deviation",
+)
+
+
+class CommitteeCalculator(Calculator):
+    """ASE calculator for a :class:`~.committee.CommitteePotential`.
+
+    ``energy``, ``free_energy``, ``energies`` (per atom), ``forces`` and ``stress`` (3D-periodic
+    cells only, Voigt order, eV/Angstrom^3, ASE sign) are the committee mean. When the spread is
+    evaluated on a call, ``self.results`` also holds:
+
+    - ``committee_energy`` (K,) eV: every member's total energy;
+    - ``committee_forces`` (K, N, 3) eV/Angstrom;
+    - ``force_deviation`` (N,) eV/Angstrom: ``sqrt(mean_k |F_ik - <F_i>|^2)``;
+    - ``max_force_deviation`` float, eV/Angstrom;
+    - ``energy_deviation`` float, eV: standard deviation over members of the total energy.
+
+    Parameters
+    ----------
+    model
+        The committee, or the path of a model file.
+    device
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``... Asking for
+        CUDA where none is visible raises ``RuntimeError``.
+    spread_every
+        Evaluate the committee spread on the first call and then on every ``spread_every``-th call;
+        the other calls return only the mean (faster). 1: every call.
+    dtype
+        ``"float32"`` (default) or ``"float64"``.
+    skin
+        Verlet skin in Angstrom: the neighbour list is built with ``cutoff + skin`` and reused until
+        an atom has moved by more than ``skin / 2`` or the cell changes.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: CommitteePotential | str | os.PathLike,
+        device: str | torch.device = "auto",
+        spread_every: int = 1,
+        dtype: str | torch.dtype = "float32",
+        skin: float = 0.5,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if int(spread_every) < 1:
+            raise ValueError(f"spread_every must be >= 1, got {spread_every}")
+        self.device = resolve_device(device)
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if not isinstance(model, CommitteePotential):
+            model = load_committee(model)
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.spread_every = int(spread_every)
+        self.neighbours = VerletList(self.model.cutoff, skin)
+        self.calls = 0
+
+    @property
+    def elements(self) -> list[str]:
+        """Chemical symbols the model knows."""
+        return list(self.model.elements)
+
+    @property
+    def cutoff(self) -> float:
+        """Angstrom."""
+        return self.model.cutoff
+
+    @property
+    def committee_size(self) -> int:
+        return self.model.committee_size
+
+    def _batch(self, atoms: Atoms):
+        slots = self.neighbours.update(atoms.positions, atoms.cell.array, atoms.pbc)
+        return self.model.batch(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, slots=slots)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        with_spread = self.calls % self.spread_every == 0
+        self.calls += 1
+        periodic = bool(atoms.pbc.all())
+        with torch.no_grad():
+            output = self.model(
+                self._batch(atoms), committee=with_spread, forces=True, strain_derivative=periodic
+            )
+        energy = output["energy"][..., 0].double().cpu().numpy()
+        atomic = output["atomic_energies"].double().cpu().numpy()
+        forces = output["forces"].double().cpu().numpy()
+        strain = output["strain_derivative"][..., 0, :, :].double().cpu().numpy() if periodic else None
+        results = {}
+        if with_spread:
+            mean_forces = forces.mean(0)
+            deviation = np.sqrt(((forces - mean_forces) ** 2).sum(-1).mean(0))
+            results.update(
+                committee_energy=energy,
+                committee_forces=forces,
+                force_deviation=deviation,
+                max_force_deviation=float(deviation.max()) if len(deviation) else 0.0,
+                energy_deviation=float(energy.std()),
+            )
+            energy, atomic, forces = energy.mean(0), atomic.mean(0), mean_forces
+            strain = strain.mean(0) if periodic else None
+        results.update(energy=float(energy), free_energy=float(energy), energies=atomic, forces=forces)
+        if periodic:
+            stress = strain / atoms.get_volume()
+            results["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        self.results = results
+
+    def get_features(self, atoms: Atoms | None = None, kind: str = "hidden") -> np.ndarray:
+        """Per-atom features for D-optimal (MaxVol) selection and extrapolation grades.
+
+        Parameters
+        ----------
+        atoms
+            The configuration (default: the calculator's atoms).
+        kind
+            ``"hidden"`` (default): the last hidden layer of every member, concatenated, shape
+            (N, K H). Each member's atomic energy is linear in its last layer's weights with
+            exactly these features as regressors, so D-optimality on them is D-optimality of the
+            committee's final linear fits (the "linear in parameters" view of Podryabinkin and
+            Shapeev, Comput. Mater. Sci. 140, 171 (2017), applied to the last layer).
+            ``"descriptor"``: the standardised power spectrum, shape (N, F), model independent.
+
+        Returns
+        -------
+        (N, F) float64
+        """
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("no atoms given")
+        if kind not in ("hidden", "descriptor"):
+            raise ValueError(f"kind must be 'hidden' or 'descriptor', got {kind!r}")
+        batch = self.model.batch(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+        with torch.no_grad():
+            if kind == "descriptor":
+                features = self.model.descriptor(batch.vectors, batch.species[batch.neighbours])
+                values = (features - self.model.feature_mean) / self.model.feature_std
+            else:
+                hidden = self.model(batch, forces=False, hidden_features=True)["hidden"]
+                values = hidden.permute(1, 0, 2).reshape(len(atoms), -1)
+        return values.double().cpu().numpy()
+
+
+def load_calculator(
+    path: str | os.PathLike, device: str | torch.device = "auto", spread_every: int = 1, **kwargs
+) -> CommitteeCalculator:
+    """Read a committee model file and return its ASE calculator.
+
+    Parameters
+    ----------
+    path
+        Model file written by :func:`~.committee.save_committee` (its weights digest is checked).
+    device
+        ``"auto"``: CUDA if available, else CPU.
+    spread_every
+        See :class:`CommitteeCalculator`.
+    **kwargs
+        Passed to :class:`CommitteeCalculator` (``dtype``, ``skin``, ...).
+    """
+    return CommitteeCalculator(load_committee(path), device=device, spread_every=spread_every, **kwargs)

@@ -1,0 +1,173 @@
+"""Provenance queries: where a potential's knowledge came from, and where a calculation's went.
+
+The graph that the work chains leave is::
+
+    LabelCalculation / PwCalculation --> label DatasetData --\\
+                                                   merge_datasets --> DatasetData vN --> TrainCalculation --> PotentialData
+                                 DatasetData vN-1 --/                                  (parent_potential: warm start)
+
+These functions walk it through AiiDA's links only (no attributes that a user could edit), so they
+give the same answer on an imported archive as on the profile where the run happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from aiida import orm
+
+from aiida_mlip.data.dataset import DatasetData
+from aiida_mlip.data.potential import PotentialData
+
+__all__ = ("Lineage", "potential_lineage", "potentials_from", "dataset_versions")
+
+
+@dataclasses.dataclass
+class Lineage:
+    """What taught a potential: its training runs, dataset versions and labelling calculations."""
+
+    potential: PotentialData
+    training_runs: list[orm.CalcJobNode]
+    datasets: list[DatasetData]
+    labelling_calculations: list[orm.ProcessNode]
+    merges: list[orm.CalcFunctionNode]
+
+    def as_table(self) -> list[tuple[str, int, str, str]]:
+        """Rows ``(kind, pk, label, ctime)`` oldest first, for printing."""
+        rows = [
+            ("training", n.pk, n.process_label or "", n.ctime.isoformat(timespec="seconds"))
+            for n in self.training_runs
+        ]
+        rows += [
+            ("dataset", n.pk, f"v{n.version} ({n.n_frames} frames)", n.ctime.isoformat(timespec="seconds"))
+            for n in self.datasets
+        ]
+        rows += [
+            ("labelling", n.pk, n.process_label or "", n.ctime.isoformat(timespec="seconds"))
+            for n in self.labelling_calculations
+        ]
+        return sorted(rows, key=lambda row: row[3])
+
+
+def _incoming(node: orm.Node, link_type=None) -> list[orm.Node]:
+    query = node.base.links.get_incoming(link_type=link_type) if link_type else node.base.links.get_incoming()
+    return [triple.node for triple in query.all()]
+
+
+def _label_sources(
+    dataset: DatasetData,
+) -> tuple[list[orm.ProcessNode], list[DatasetData], list[orm.ProcessNode]]:
+    """Walk back from ``dataset`` through merges: (labelling calculations, datasets, merges)."""
+    from aiida.common.links import LinkType
+
+    calculations: dict[int, orm.ProcessNode] = {}
+    datasets: dict[int, DatasetData] = {}
+    merges: dict[int, orm.ProcessNode] = {}
+    stack = [dataset]
+    while stack:
+        node = stack.pop()
+        if node.pk in datasets:
+            continue
+        datasets[node.pk] = node
+        creator = node.creator
+        if creator is None:
+            continue
+        if creator.process_label == "merge_datasets":
+            merges[creator.pk] = creator
+            stack.extend(n for n in _incoming(creator, LinkType.INPUT_CALC) if isinstance(n, DatasetData))
+        elif isinstance(creator, orm.CalcJobNode):
+            calculations[creator.pk] = creator
+        else:
+            # a calcfunction that turned a DFT calculation's outputs into labels: the DFT job is the labeller
+            parents = [n.creator for n in _incoming(creator, LinkType.INPUT_CALC) if n.creator is not None]
+            jobs = [parent for parent in parents if isinstance(parent, orm.CalcJobNode)]
+            for job in jobs or [creator]:
+                calculations[job.pk] = job
+    return list(calculations.values()), list(datasets.values()), list(merges.values())
+
+
+def potential_lineage(potential: PotentialData) -> Lineage:
+    """Return every training run, dataset version and labelling calculation behind ``potential``.
+
+    Warm starts are followed: the lineage of the parent potential is part of the lineage.
+    """
+    from aiida.common.links import LinkType
+
+    training, datasets, calculations, merges = {}, {}, {}, {}
+    stack = [potential]
+    seen = set()
+    while stack:
+        current = stack.pop()
+        if current.pk in seen:
+            continue
+        seen.add(current.pk)
+        run = current.creator
+        if run is None:
+            continue
+        training[run.pk] = run
+        for node in _incoming(run, LinkType.INPUT_CALC):
+            if isinstance(node, DatasetData):
+                found_calculations, found_datasets, found_merges = _label_sources(node)
+                calculations.update((n.pk, n) for n in found_calculations)
+                datasets.update((n.pk, n) for n in found_datasets)
+                merges.update((n.pk, n) for n in found_merges)
+            elif isinstance(node, PotentialData):
+                stack.append(node)
+
+    def ordered(values: Iterable) -> list:
+        return sorted(values, key=lambda node: (node.ctime, node.pk))
+
+    return Lineage(
+        potential,
+        ordered(training.values()),
+        ordered(datasets.values()),
+        ordered(calculations.values()),
+        ordered(merges.values()),
+    )
+
+
+def dataset_versions(dataset: DatasetData) -> list[DatasetData]:
+    """Return the versions that led to ``dataset`` along its ``dataset`` links, oldest first."""
+    from aiida.common.links import LinkType
+
+    versions = [dataset]
+    current = dataset
+    while current.creator is not None and current.creator.process_label == "merge_datasets":
+        parents = current.creator.base.links.get_incoming(
+            link_type=LinkType.INPUT_CALC, link_label_filter="dataset"
+        ).all()
+        if not parents:
+            break
+        current = parents[0].node
+        versions.append(current)
+    return versions[::-1]
+
+
+def potentials_from(node: orm.Node) -> list[PotentialData]:
+    """Return every potential trained on data that came from ``node`` (a structure, a calculation, a dataset).
+
+    Follows the graph forward: outputs of calculations, merges into later dataset versions, training
+    runs, and warm starts from the potentials they made.
+    """
+    from aiida.common.links import LinkType
+
+    potentials: dict[int, PotentialData] = {}
+    stack = [node]
+    seen = set()
+    forward = (LinkType.CREATE, LinkType.INPUT_CALC, LinkType.INPUT_WORK, LinkType.CALL_CALC)
+    while stack:
+        current = stack.pop()
+        if current.pk in seen:
+            continue
+        seen.add(current.pk)
+        if isinstance(current, PotentialData):
+            potentials[current.pk] = current
+        if isinstance(current, orm.WorkflowNode):
+            continue  # follow the calculations that do the work, not the bookkeeping of work chains
+        for link_type in forward:
+            for triple in current.base.links.get_outgoing(link_type=link_type).all():
+                if isinstance(triple.node, orm.WorkflowNode):
+                    continue
+                stack.append(triple.node)
+    return sorted(potentials.values(), key=lambda p: (p.ctime, p.pk))

@@ -1,0 +1,43 @@
+"""Uncertainty and selection of configurations: pure numpy/torch, no AiiDA.
+
+- :mod:`.deviation`: committee force / energy / virial deviation (DP-GEN's model deviation).
+- :mod:`.trust`: the trust window, accurate / candidate / failed.
+- :mod:`.maxvol`: MaxVol active sets, extrapolation grade, greedy D-optimal batches.
+- :mod:`.leverage`: Mahalanobis distance and leverage against the training set.
+- :mod:`.farthest_point`: farthest-point sampling.
+- :mod:`.duplicates`: near-duplicate removal.
+- :mod:`.pool`: the pool strategies pick from and the result they return.
+- :mod:`.strategies`: one function per strategy, same signature, in :data:`STRATEGIES`.
+"""
+
+from .deviation import (
+    energy_deviation,
+    force_deviation,
+    frame_force_deviation,
+    relative_force_deviation,
+    virial_deviation,
+)
+from .maxvol import ActiveSet, RankDeficientWarning, extrapolation_grade, greedy_batch, maxvol
+from .pool import SelectionPool, SelectionResult, pool_from_frames
+from .strategies import STRATEGIES
+from .trust import TrustWindow, classify, count_classes
+
+__all__ = (
+    "STRATEGIES",
+    "ActiveSet",
+    "RankDeficientWarning",
+    "SelectionPool",
+    "SelectionResult",
+    "TrustWindow",
+    "classify",
+    "count_classes",
+    "energy_deviation",
+    "extrapolation_grade",
+    "force_deviation",
+    "frame_force_deviation",
+    "greedy_batch",
+    "maxvol",
+    "pool_from_frames",
+    "relative_force_deviation",
+    "virial_deviation",
+)

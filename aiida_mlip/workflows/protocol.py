@@ -1,0 +1,79 @@
+"""Protocols: named sets of default inputs for a work chain, kept in YAML beside the work chains.
+
+A protocol file ``protocols/<name>.yaml`` holds::
+
+    default_protocol: balanced
+    default_inputs:          # shared by every protocol
+      ...
+    protocols:
+      fast:
+        description: ...
+        ...                  # merged over default_inputs
+      balanced: {...}
+
+``get_protocol_inputs(protocol, overrides)`` returns the default inputs, with the protocol's values
+merged over them and the user's overrides merged over that (mappings merge key by key; any other
+value replaces).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from importlib import resources
+
+import yaml
+
+__all__ = ("ProtocolMixin", "recursive_merge")
+
+
+def recursive_merge(base: dict, update: dict) -> dict:
+    """Return ``base`` with ``update`` merged in, key by key for nested mappings (no input is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = recursive_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@functools.cache
+def _load(filename: str) -> dict:
+    text = resources.files("aiida_mlip.workflows").joinpath("protocols", filename).read_text()
+    return yaml.safe_load(text)
+
+
+class ProtocolMixin:
+    """Give a work chain ``get_available_protocols``, ``get_default_protocol`` and ``get_protocol_inputs``."""
+
+    _protocol_file: str = ""
+
+    @classmethod
+    def _protocols(cls) -> dict:
+        return _load(cls._protocol_file)
+
+    @classmethod
+    def get_default_protocol(cls) -> str:
+        return cls._protocols()["default_protocol"]
+
+    @classmethod
+    def get_available_protocols(cls) -> dict[str, str]:
+        """Return the protocol names with their descriptions."""
+        return {name: spec.get("description", "") for name, spec in cls._protocols()["protocols"].items()}
+
+    @classmethod
+    def get_protocol_inputs(cls, protocol: str | None = None, overrides: dict | None = None) -> dict:
+        """Return the inputs of ``protocol`` (the default one when ``None``) with ``overrides`` merged in.
+
+        Raises
+        ------
+        ValueError
+            For an unknown protocol name.
+        """
+        data = cls._protocols()
+        protocol = protocol or data["default_protocol"]
+        if protocol not in data["protocols"]:
+            raise ValueError(f"unknown protocol {protocol!r}; available: {sorted(data['protocols'])}")
+        specific = {key: value for key, value in data["protocols"][protocol].items() if key != "description"}
+        return recursive_merge(recursive_merge(data.get("default_inputs", {}), specific), overrides or {})

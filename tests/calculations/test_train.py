@@ -1,0 +1,83 @@
+"""``TrainCalculation`` runs ``aiida-mlip-train`` for real on localhost."""
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlip.calculations.train import TrainCalculation
+from aiida_mlip.data.potential import PotentialData
+
+
+@pytest.fixture
+def builder(engine_code, aluminium_dataset, tiny_training):
+    builder = TrainCalculation.get_builder()
+    builder.code = engine_code("mlip.train")
+    builder.dataset = aluminium_dataset
+    builder.parameters = tiny_training
+    return builder
+
+
+def test_training_gives_a_potential_metrics_and_curve(builder, aluminium_dataset):
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    potential = results["potential"]
+    assert isinstance(potential, PotentialData)
+    assert potential.elements == ["Al"] and potential.committee_size == 2
+    assert potential.training_set_uuid == aluminium_dataset.uuid
+    metrics = results["metrics"].get_dict()
+    assert metrics["status"] == "ok"
+    assert metrics["valid"]["mean"]["forces"] > 0
+    assert len(results["learning_curve"].get_arraynames()) >= 2
+    potential.verify()
+    calculator = potential.get_calculator(device="cpu")
+    atoms = aluminium_dataset.get_atoms()[0]
+    atoms.calc = calculator
+    assert abs(atoms.get_potential_energy() / len(atoms) - aluminium_dataset.get_frames().energy[0] / 4) < 1.0
+
+
+def test_warm_start_from_parent(builder):
+    first, _ = run_get_node(builder)
+    builder.parent_potential = first["potential"]
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert node.inputs.parent_potential.uuid == first["potential"].uuid
+
+
+def test_nan_learning_rate_gives_exit_code_and_checkpoint(builder, tiny_training):
+    builder.parameters = orm.Dict(dict(tiny_training.get_dict(), lr=1e12, gradient_clip=0.0, max_epochs=3))
+    results, node = run_get_node(builder)
+    assert node.exit_status in (
+        TrainCalculation.exit_codes.ERROR_NAN_LOSS.status,
+        TrainCalculation.exit_codes.ERROR_DIVERGED.status,
+    ), node.exit_message
+    assert results["metrics"]["status"] in ("nan_loss", "diverged")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"committee_size": 0}, "committee_size"),
+        ({"learning_rat": 0.1}, "unknown training configuration keys"),
+    ],
+)
+def test_bad_parameters_are_refused_at_submission(builder, parameters, message):
+    with pytest.raises(ValueError, match=message):
+        builder.parameters = orm.Dict(parameters)
+        run_get_node(builder)
+
+
+def test_empty_or_foreign_dataset_is_refused(builder, aluminium_dataset):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from aiida_mlip.data.dataset import DatasetData
+
+    first, _ = run_get_node(builder)
+    copper = bulk("Cu", cubic=True)
+    copper.calc = EMT()
+    copper.get_forces()
+    builder.dataset = DatasetData.from_atoms([copper]).store()
+    builder.parent_potential = first["potential"]
+    with pytest.raises(ValueError, match=r"elements \['Cu'\] that the parent potential"):
+        run_get_node(builder)

@@ -1,0 +1,149 @@
+"""Test configuration: a temporary AiiDA profile on the best backend this machine offers.
+
+PostgreSQL (``core.psql_dos``) + RabbitMQ on 127.0.0.1 when both answer, which is the production
+set-up and what CI runs; otherwise SQLite (``core.sqlite_dos``) + the ZeroMQ broker. Under
+``CI=true`` the fallback is refused: there ``.ci/run`` has started the services, so their absence
+is a failure. The header of the test report says which backend was used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+
+import pytest
+
+pytest_plugins = ["aiida.tools.pytest_fixtures"]
+
+POSTGRES = ("127.0.0.1", 5432)
+RABBITMQ = ("127.0.0.1", 5672)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(address: tuple[str, int], timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def services_backend() -> str:
+    """Return ``"psql+rabbitmq"`` or ``"sqlite+zeromq"`` for this machine.
+
+    ``AIIDA_MLIP_TEST_BACKEND=sqlite`` forces the embedded fallback (to test it on a machine with
+    the services); ``=psql`` insists on the services.
+    """
+    wanted = os.environ.get("AIIDA_MLIP_TEST_BACKEND", "auto")
+    if wanted == "sqlite" and not IN_CI:
+        return "sqlite+zeromq"
+    if _reachable(POSTGRES) and _reachable(RABBITMQ):
+        return "psql+rabbitmq"
+    if IN_CI or wanted == "psql":
+        raise RuntimeError(
+            f"PostgreSQL {POSTGRES} or RabbitMQ {RABBITMQ} is not reachable (CI=true or AIIDA_MLIP_TEST_BACKEND=psql): .ci/run starts them"
+        )
+    return "sqlite+zeromq"
+
+
+def require_component(available: bool, name: str) -> None:
+    """Skip the calling test when a system component is missing, but fail under ``CI=true``."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is required under CI=true (.ci/run installs it) but is not available")
+    pytest.skip(f"{name} is not available on this machine")
+
+
+def pytest_report_header(config):
+    return f"aiida-mlip test profile backend: {services_backend()}"
+
+
+def _create_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f"CREATE DATABASE \"{name}\" OWNER postgres ENCODING 'UTF8' TEMPLATE template0")
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _patient_daemon(config, profile) -> None:
+    """Give daemon commands a minute: on 2 busy cores, stopping workers takes longer than the default 2 s."""
+    config.set_option("daemon.timeout", 60, scope=profile.name)
+    config.store()
+
+
+@pytest.fixture(scope="session")
+def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
+    """Session profile on PostgreSQL + RabbitMQ when reachable, else SQLite + ZeroMQ."""
+    backend = services_backend()
+    if backend == "psql+rabbitmq":
+        database = f"aiida_mlip_test_{secrets.token_hex(6)}"
+        _create_postgres_database(database)
+        repository = tmp_path_factory.mktemp("repository")
+        storage_config = {
+            "database_engine": "postgresql_psycopg",
+            "database_hostname": POSTGRES[0],
+            "database_port": POSTGRES[1],
+            "database_username": "postgres",
+            "database_password": "",
+            "database_name": database,
+            "repository_uri": f"file://{repository}",
+        }
+        try:
+            with aiida_profile_factory(
+                aiida_config,
+                storage_backend="core.psql_dos",
+                storage_config=storage_config,
+                broker_backend="core.rabbitmq",
+            ) as profile:
+                _patient_daemon(aiida_config, profile)
+                yield profile
+        finally:
+            _drop_postgres_database(database)
+            shutil.rmtree(repository, ignore_errors=True)
+    else:
+        with aiida_profile_factory(aiida_config, broker_backend="core.zeromq") as profile:
+            _patient_daemon(aiida_config, profile)
+            yield profile
+
+
+@pytest.fixture(scope="session")
+def backend_name(aiida_profile) -> str:
+    """``"core.psql_dos"`` or ``"core.sqlite_dos"``: the storage the session profile uses."""
+    return aiida_profile.storage_backend
+
+
+def engine_executable(name: str) -> str:
+    """Absolute path of an ``aiida-mlip-*`` console script of this installation."""
+    import pathlib
+    import sys
+
+    beside_python = pathlib.Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"the console script {name} is not installed: run `pip install -e .`")
+    return found
+
+
+@pytest.fixture
+def engine_code(aiida_localhost, aiida_code_installed):
+    """Return a factory of ``InstalledCode`` nodes for the engine executables on ``localhost``."""
+
+    def factory(entry_point: str):
+        executable = engine_executable(f"aiida-mlip-{entry_point.split('.', 1)[1]}")
+        return aiida_code_installed(default_calc_job_plugin=entry_point, filepath_executable=executable)
+
+    return factory

@@ -1,0 +1,130 @@
+"""``aiida-mlip-explore`` run for real as a console script: files in, files out, exit codes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.io import read, write
+
+from aiida_mlip.potentials.frames import Frames
+from tests.exploration.al_committee import aluminium, committee_files
+
+SCRIPT = Path(sys.executable).parent / "aiida-mlip-explore"
+
+
+@pytest.fixture(scope="session")
+def al_committee(tmp_path_factory):
+    return committee_files(tmp_path_factory.getbasetemp() / "al_committee")
+
+
+def explore(tmp_path, parameters, structures=None, extra=(), model=None):
+    (tmp_path / "parameters.yaml").write_text(yaml.safe_dump(parameters))
+    if structures is None:
+        structures = [aluminium()]
+    write(tmp_path / "start.extxyz", structures)
+    command = [
+        str(SCRIPT),
+        "--model",
+        str(model),
+        "--structures",
+        str(tmp_path / "start.extxyz"),
+        "--parameters",
+        str(tmp_path / "parameters.yaml"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_ramp_run_writes_every_output(al_committee, tmp_path):
+    parameters = {
+        "ensemble": "nvt",
+        "temperature": [300, 2000],
+        "steps": 200,
+        "timestep_fs": 2.0,
+        "check_interval": 10,
+        "write_interval": 20,
+        "trust_lo": 0.1,
+        "trust_hi": 0.3,
+        "walkers": 2,
+        "seed": 3,
+    }
+    done = explore(
+        tmp_path, parameters, model=al_committee["model"], extra=["--training", str(al_committee["training"])]
+    )
+    assert done.returncode == 0, done.stderr
+    assert "walker 1 step 0" in done.stdout and "done in" in done.stdout
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["walkers"]) == 2
+    with open(out / "frames.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(w["checked_frames"] for w in summary["walkers"])
+    assert {row["class"] for row in rows} <= {"accurate", "candidate", "failed"}
+    assert all(np.isfinite(float(row["gamma"])) for row in rows)  # the active set came from --training
+    assert (out / "active_set.npz").is_file()
+    trajectory = read(out / "trajectory.extxyz", index=":")
+    assert len(trajectory) == sum(w["trajectory_frames"] for w in summary["walkers"])
+    candidates = Frames.read_hdf5(out / "candidates.h5")
+    with open(out / "candidates.csv") as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(candidates) == len(scores) == summary["candidates"]
+    assert not candidates.is_labelled
+    for walker in summary["walkers"]:
+        assert walker["stop_reason"] in ("completed", "break_threshold", "exploded")
+        assert walker["stopped_early"] == (walker["stop_reason"] != "completed")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"trust_lo": 0.3, "trust_hi": 0.1}, "trust_lo < trust_hi"),
+        ({"temperature": -5}, "non-negative"),
+        ({"ensemble": "npe"}, "unknown ensemble"),
+    ],
+)
+def test_bad_parameters_exit_2(al_committee, tmp_path, parameters, message):
+    done = explore(tmp_path, parameters, model=al_committee["model"])
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_missing_model_and_unknown_element_exit_2(al_committee, tmp_path):
+    done = explore(tmp_path, {"steps": 10}, model=tmp_path / "nothing.safetensors")
+    assert done.returncode == 2 and "not found" in done.stderr
+    copper = Atoms("Cu2", positions=[[0, 0, 0], [1.8, 1.8, 0]], cell=[3.6] * 3, pbc=True)
+    done = explore(tmp_path, {"steps": 10}, structures=[copper], model=al_committee["model"])
+    assert done.returncode == 2 and "Cu" in done.stderr
+
+
+def test_every_walker_exploded_exit_3(al_committee, tmp_path):
+    crushed = aluminium()
+    crushed.positions[1] = crushed.positions[0] + [0.2, 0.0, 0.0]
+    done = explore(tmp_path, {"steps": 20, "walkers": 2}, structures=[crushed], model=al_committee["model"])
+    assert done.returncode == 3, done.stderr
+    assert "exploded before its first frame" in done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["all_exploded_before_first_frame"] is True
+    assert [w["stop_reason"] for w in summary["walkers"]] == ["exploded", "exploded"]
+
+
+def test_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "aiida_mlip.engine.explore", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "--parameters" in done.stdout

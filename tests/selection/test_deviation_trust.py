@@ -1,0 +1,56 @@
+"""Committee deviations and the trust window."""
+
+import numpy as np
+import pytest
+
+from aiida_mlip.selection.deviation import (
+    energy_deviation,
+    force_deviation,
+    frame_force_deviation,
+    relative_force_deviation,
+    virial_deviation,
+)
+from aiida_mlip.selection.trust import TrustWindow, accurate_fraction, classify, count_classes
+
+
+def test_force_deviation_by_hand():
+    # two members, one atom: forces (1,0,0) and (-1,0,0); mean 0, each 1 away -> eps = 1
+    forces = np.array([[[1.0, 0, 0], [0, 0, 0]], [[-1.0, 0, 0], [0, 0, 0]]])
+    np.testing.assert_allclose(force_deviation(forces), [1.0, 0.0])
+    assert frame_force_deviation(forces) == pytest.approx(1.0)
+    np.testing.assert_allclose(relative_force_deviation(forces, level=0.5), [2.0, 0.0])
+
+
+def test_force_deviation_matches_definition():
+    rng = np.random.default_rng(0)
+    forces = rng.normal(size=(5, 7, 3))
+    expected = np.sqrt(np.mean([np.sum((forces[k] - forces.mean(0)) ** 2, axis=1) for k in range(5)], axis=0))
+    np.testing.assert_allclose(force_deviation(forces), expected)
+
+
+def test_energy_and_virial_deviation():
+    assert energy_deviation([1.0, 3.0]) == pytest.approx(1.0)
+    assert energy_deviation([1.0, 3.0], natoms=4) == pytest.approx(0.25)
+    virials = np.zeros((2, 3, 3))
+    virials[0, 0, 1], virials[1, 0, 1] = 2.0, -2.0
+    assert virial_deviation(virials) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        force_deviation(np.zeros((1, 3, 3)))
+
+
+def test_trust_window_classes_and_counts():
+    window = TrustWindow(0.1, 0.3)
+    classes = window.classify([0.05, 0.1, 0.2, 0.3, 0.9, np.nan])
+    assert classes.tolist() == [0, 1, 1, 2, 2, 2]
+    counts = count_classes(classes)
+    assert counts == {"accurate": 1, "candidate": 2, "failed": 3}
+    assert accurate_fraction(counts) == pytest.approx(1 / 6)
+    # gamma makes a frame worse, never better
+    both = classify(np.array([0.05, 0.05, 0.2]), window, np.array([0.5, 3.0, 0.5]), TrustWindow(1.0, 2.0))
+    assert both.tolist() == [0, 2, 1]
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.3, 0.1), (0.2, 0.2), (-0.1, 0.2), (0.1, np.inf)])
+def test_trust_window_refuses_bad_bounds(lo, hi):
+    with pytest.raises(ValueError):
+        TrustWindow(lo, hi)

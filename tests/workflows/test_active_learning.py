@@ -1,0 +1,137 @@
+"""``ActiveLearningWorkChain`` end to end with the EMT labeller, on localhost."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.build import bulk
+
+from aiida_mlip.queries import potential_lineage
+from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
+from tests.calculations.conftest import TINY_TRAINING
+
+OVERRIDES = {
+    "initial": {"copies_per_structure": 6, "rattle": 0.06, "strain": 0.02},
+    "exploration": {
+        "md": {"steps": 60, "check_interval": 5, "timestep": 2.0},
+        "schedule": [{"temperatures": [300]}, {"temperatures": [[300, 900]]}],
+    },
+    "trust": {"lo": 0.02, "hi": 5.0},
+    "selection": {"budget": 3},
+    "convergence": {"max_iterations": 2, "accurate_fraction": 0.01, "patience": 1},
+    "training": dict(TINY_TRAINING, max_epochs=6),
+}
+
+
+def al_builder(engine_code, **overrides):
+    codes = {
+        plugin: engine_code(plugin) for plugin in ("mlip.train", "mlip.explore", "mlip.select", "mlip.label")
+    }
+    structures = [bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))]
+    return ActiveLearningWorkChain.get_builder_from_protocol(
+        structures,
+        labeller={"ase": {"calculator": "ase.calculators.emt.EMT"}},
+        codes=codes,
+        protocol="fast",
+        overrides={**OVERRIDES, **overrides},
+    )
+
+
+def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
+    results, node = run_get_node(al_builder(engine_code))
+    assert node.exit_status in (
+        0,
+        ActiveLearningWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status,
+    ), node.exit_message
+    history = results["history"]["iterations"]
+    assert 1 <= len(history) <= 2
+    for record in history:
+        assert record["n_explored"] > 0
+        assert record["n_accurate"] + record["n_candidate"] + record["n_failed"] == record["n_explored"]
+        assert record["overhead"] >= 0
+    dataset = results["dataset"]
+    assert dataset.n_frames == 7 + sum(record["n_labelled"] for record in history)
+    # the lineage of the final potential names exactly the labelling jobs whose frames are in the dataset
+    lineage = potential_lineage(results["potential"])
+    sources = set(dataset.get_frames().source_uuid)
+    assert {calculation.uuid for calculation in lineage.labelling_calculations} == sources
+    assert dataset.uuid in {d.uuid for d in lineage.datasets}
+    assert len(lineage.training_runs) == 1 + sum(1 for record in history if record["n_labelled"])
+    assert "history_plot" in results
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trust": {"lo": 0.5, "hi": 0.1}}, "lo < hi"),
+        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown selection strategy"),
+        (
+            {"exploration": {"md": {}, "schedule": [{"temperatures": [-10]}]}},
+            "temperature must be non-negative",
+        ),
+        ({"convergence": {"max_iterations": 0, "accurate_fraction": 0.9}}, "max_iterations"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_runs(engine_code, overrides, message):
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match=message):
+        run_get_node(al_builder(engine_code, **overrides))
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_protocols_are_listed_and_merged():
+    protocols = ActiveLearningWorkChain.get_available_protocols()
+    assert set(protocols) == {"fast", "balanced", "precise"}
+    inputs = ActiveLearningWorkChain.get_protocol_inputs("precise", {"trust": {"hi": 0.5}})
+    assert inputs["trust"] == {"lo": 0.03, "hi": 0.5}
+    assert np.isclose(inputs["convergence"]["accurate_fraction"], 0.99)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        ActiveLearningWorkChain.get_protocol_inputs("sloppy")
+
+
+def test_command_line_on_a_finished_run(engine_code, tmp_path):
+    """status, lineage, potential list/show/export and dataset export on the run of a real loop."""
+    from click.testing import CliRunner
+
+    from aiida_mlip.cmdline import cmd_root
+    from aiida_mlip.potentials import load_calculator
+
+    overrides = {"convergence": {"max_iterations": 1, "accurate_fraction": 0.01, "patience": 1}}
+    results, node = run_get_node(al_builder(engine_code, **overrides))
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(cmd_root, [str(arg) for arg in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    status = invoke("status", node.pk)
+    assert "acc.frac" in status and f"potential <{results['potential'].pk}>" in status
+    lineage = invoke("lineage", results["potential"].pk)
+    assert "labelling" in lineage and "training run(s)" in lineage
+    assert str(results["potential"].pk) in invoke("potential", "list", "--element", "Al")
+    assert "committee_size" in invoke("potential", "show", results["potential"].pk)
+    invoke("potential", "export", results["potential"].pk, tmp_path / "al.safetensors")
+    calculator = load_calculator(tmp_path / "al.safetensors", device="cpu")
+    atoms = results["dataset"].get_atoms()[0]
+    atoms.calc = calculator
+    assert np.isfinite(atoms.get_potential_energy())
+    invoke("dataset", "export", results["dataset"].pk, tmp_path / "train.extxyz")
+    from ase.io import read
+
+    assert len(read(tmp_path / "train.extxyz", index=":")) == results["dataset"].n_frames
+    watched = invoke("watch", node.pk, "--interval", "0.1")
+    assert "finished" in watched and "iteration" in watched
+
+
+def test_launch_refuses_bad_input(tmp_path):
+    from click.testing import CliRunner
+
+    from aiida_mlip.cmdline import cmd_root
+
+    runner = CliRunner()
+    missing = runner.invoke(cmd_root, ["launch", str(tmp_path / "nope.cif")])
+    assert missing.exit_code != 0 and "neither a StructureData pk nor a file" in missing.output
+    (tmp_path / "al.xyz").write_text("1\n\nAl 0 0 0\n")
+    labeller = runner.invoke(cmd_root, ["launch", str(tmp_path / "al.xyz"), "--labeller", "vasp"])
+    assert labeller.exit_code != 0 and "unknown labeller" in labeller.output
