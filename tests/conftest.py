@@ -147,3 +147,35 @@ def engine_code(aiida_localhost, aiida_code_installed):
         return aiida_code_installed(default_calc_job_plugin=entry_point, filepath_executable=executable)
 
     return factory
+
+
+def slurm_ready() -> bool:
+    """Whether a SLURM controller answers and has a node that accepts jobs (scripts/slurm-local.sh)."""
+    import subprocess
+
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    try:
+        states = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=20
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(state.rstrip("*") in ("idle", "mixed", "allocated") for state in states)
+
+
+@pytest.fixture(scope="session")
+def slurm_codes(aiida_profile):
+    """The ``slurm-local`` computer of ``examples/clusters/slurm-local.yaml`` and its codes, by plugin.
+
+    Skips without a SLURM cluster (fails under ``CI=true``, where ``.ci/run`` starts one).
+    """
+    import pathlib
+
+    from aiida_mlip.clusters import load_cluster_config, setup_cluster
+
+    require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
+    config = load_cluster_config(pathlib.Path(__file__).parents[1] / "examples/clusters/slurm-local.yaml")
+    codes = setup_cluster(config, log=lambda *_: None)
+    codes["steps"] = config.steps
+    return codes

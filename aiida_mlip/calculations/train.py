@@ -30,6 +30,16 @@ def validate_dataset(value, _):
     return None
 
 
+def validate_device(value, _):
+    """The training device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if value is None:
+        return None
+    device = value.value
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return None
+    return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+
+
 def validate_inputs(inputs, _):
     """A warm start must know every element of the dataset."""
     parent = inputs.get("parent_potential")
@@ -73,6 +83,16 @@ class TrainCalculation(EngineCalculation):
             required=False,
             help="Warm start: the training begins from these weights.",
         )
+        spec.input(
+            "device",
+            valid_type=orm.Str,
+            default=lambda: orm.Str("auto"),
+            validator=validate_device,
+            help="Torch device of the training: `auto` (CUDA when the node has a GPU, else the CPU with a "
+            "warning), `cpu`, `cuda`, `cuda:N`. `cuda` on a node without a visible GPU fails with exit "
+            "code 302 instead of training on the CPU. Pair `cuda` with `metadata.options."
+            "custom_scheduler_commands` such as `#SBATCH --gres=gpu:1`.",
+        )
         spec.inputs.validator = validate_inputs
         spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.train"
         spec.output("potential", valid_type=PotentialData, required=False, help="The trained committee.")
@@ -99,6 +119,9 @@ class TrainCalculation(EngineCalculation):
             300, "ERROR_MISSING_OUTPUT", message="The training wrote neither a model nor a checkpoint."
         )
         spec.exit_code(301, "ERROR_BAD_INPUT", message="The training refused its input: {message}")
+        spec.exit_code(
+            302, "ERROR_DEVICE_UNAVAILABLE", message="The requested training device is missing: {message}"
+        )
         spec.exit_code(310, "ERROR_NAN_LOSS", message="The loss became NaN at epoch {epoch}.")
         spec.exit_code(311, "ERROR_DIVERGED", message="The loss diverged at epoch {epoch}.")
         spec.exit_code(
@@ -106,12 +129,18 @@ class TrainCalculation(EngineCalculation):
             "ERROR_INTERRUPTED",
             message="The training stopped before the end (wall time, cancelled job); a checkpoint exists.",
         )
+        spec.exit_code(
+            321,
+            "ERROR_CANCELLED",
+            message="The scheduler cancelled the job before the training wrote a checkpoint.",
+        )
 
     def write_inputs(self, folder, local_copy_list):
         dataset = self.inputs.dataset
         local_copy_list.append(self.copy_from_repository(dataset, dataset.FILENAME, "dataset.h5"))
         self.write_json(folder, "config.json", self.inputs.parameters.get_dict())
         arguments = ["--dataset", "dataset.h5", "--config", "config.json", "--output-dir", "."]
+        arguments += ["--device", self.inputs.device.value]
         if "parent_potential" in self.inputs:
             parent = self.inputs.parent_potential
             local_copy_list.append(self.copy_from_repository(parent, parent.FILENAME, "init.safetensors"))

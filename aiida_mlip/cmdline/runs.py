@@ -64,9 +64,14 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
     "--overrides", type=click.Path(exists=True, dir_okay=False), help="YAML file merged over the protocol."
 )
 @click.option(
+    "--cluster",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Cluster YAML (see `aiida-mlip setup computer`): its codes and per-step options are used.",
+)
+@click.option(
     "--daemon", "-d", is_flag=True, help="Submit to the daemon and return; otherwise run here with progress."
 )
-def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, daemon):
+def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, daemon):
     """Start active learning from structure files or StructureData pks."""
     import yaml
     from aiida.engine import run_get_node, submit
@@ -75,12 +80,26 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
 
     images = _read_structures(structures)
     override = yaml.safe_load(pathlib.Path(overrides).read_text()) if overrides else None
+    codes, options = None, None
+    if cluster:
+        from aiida_mlip.clusters import ClusterConfigError, load_cluster_config, setup_cluster, step_options
+
+        try:
+            config = load_cluster_config(cluster)
+            codes = setup_cluster(config, log=lambda *_: None)
+        except ClusterConfigError as exception:
+            echo.echo_critical(str(exception))
+        options = step_options(config)
+        if labeller == "pw" and not pw_code and "quantumespresso.pw" in codes:
+            pw_code = codes["quantumespresso.pw"].full_label
     try:
         builder = ActiveLearningWorkChain.get_builder_from_protocol(
             images,
             labeller=_labeller(labeller, pseudo_family, pw_code),
+            codes=codes,
             protocol=protocol,
             overrides=override,
+            options=options,
         )
     except ValueError as exception:
         echo.echo_critical(str(exception))

@@ -61,7 +61,7 @@ def register_engine_codes(computer, prefix: str = "mlip", log=click.echo) -> dic
     click.ClickException
         If an executable is not installed.
     """
-    from aiida import orm
+    from aiida_mlip.clusters import get_or_create_code
 
     codes = {}
     for executable, plugin in ENGINE_EXECUTABLES.items():
@@ -69,31 +69,7 @@ def register_engine_codes(computer, prefix: str = "mlip", log=click.echo) -> dic
         if path is None:
             raise click.ClickException(f"{executable} is not installed: run `pip install aiida-mlip` first")
         label = f"{prefix}-{executable.rsplit('-', 1)[1]}"
-        existing = (
-            orm.QueryBuilder()
-            .append(orm.Computer, filters={"id": computer.pk}, tag="computer")
-            .append(orm.InstalledCode, with_computer="computer", filters={"label": label})
-            .first(flat=True)
-        )
-        if existing is not None:
-            if str(existing.filepath_executable) != path:
-                log(
-                    f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, "
-                    f"not {path}"
-                )
-            else:
-                log(f"code {label}@{computer.label} <{existing.pk}> exists")
-            codes[plugin] = existing
-            continue
-        code = orm.InstalledCode(
-            label=label,
-            computer=computer,
-            filepath_executable=path,
-            default_calc_job_plugin=plugin,
-            description=f"aiida-mlip engine executable {executable}",
-        ).store()
-        log(f"registered code {label}@{computer.label} <{code.pk}>: {path}")
-        codes[plugin] = code
+        codes[plugin] = get_or_create_code(computer, label, path, plugin, log=log)
     return codes
 
 
@@ -115,3 +91,19 @@ def cmd_setup_localhost(computer_label, prefix):
     """Register the engine executables as codes on this machine."""
     computer = get_or_create_localhost(computer_label)
     register_engine_codes(computer, prefix=prefix)
+
+
+@cmd_setup.command("computer")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def cmd_setup_computer(config):
+    """Create a computer and its codes from a cluster YAML file (see examples/clusters/).
+
+    The same file, given to `aiida-mlip launch --cluster`, sends each step there with its options.
+    """
+    from aiida_mlip.clusters import ClusterConfigError, load_cluster_config, setup_cluster
+
+    try:
+        codes = setup_cluster(load_cluster_config(config), log=click.echo)
+    except ClusterConfigError as exception:
+        raise click.ClickException(str(exception)) from None
+    click.echo(f"ready: {len(codes)} code(s): " + ", ".join(sorted(code.full_label for code in codes.values())))

@@ -26,8 +26,15 @@ Outputs (in ``--output-dir``)
     (``status``: ``"ok"`` | ``"nan_loss"`` | ``"diverged"``, epochs, best epoch, final learning rate,
     seconds per epoch, device, and the RMSEs of :class:`~aiida_mlip.potentials.train.TrainResult`).
 
+Devices
+    ``--device auto`` (default) trains on CUDA when a GPU is visible and otherwise on the CPU, with a
+    warning on stderr; ``--device cuda`` (or ``cuda:N``) without a visible GPU stops at once with exit
+    code 5 and ``metrics.json`` ``{"status": "device_unavailable", "message": ...}``: a job sent to a GPU
+    partition that landed on a node without one must not silently train for hours on its CPU.
+
 Exit codes
-    0 ok; 2 bad config, dataset or initial model (message on stderr); 3 NaN loss; 4 diverged.
+    0 ok; 2 bad config, dataset or initial model (message on stderr); 3 NaN loss; 4 diverged;
+    5 the requested device is not available.
 Progress lines (one per epoch) go to stdout, flushed.
 """
 
@@ -44,6 +51,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NAN_LOSS = 3
 EXIT_DIVERGED = 4
+EXIT_NO_DEVICE = 5
 _STATUS_EXIT = {"ok": EXIT_OK, "nan_loss": EXIT_NAN_LOSS, "diverged": EXIT_DIVERGED}
 
 
@@ -116,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     output = Path(arguments.output_dir)
+    device = check_device(arguments.device, output)
+    if device is None:
+        return EXIT_NO_DEVICE
     try:
         from aiida_mlip.potentials.train import TrainConfig
 
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             config,
             valid=valid,
             init=arguments.init,
-            device=arguments.device,
+            device=device,
             log=log,
             checkpoint_path=output / "checkpoint.safetensors",
             curve_path=output / "learning_curve.csv",
@@ -159,6 +170,34 @@ def main(argv: list[str] | None = None) -> int:
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     log(f"status: {result.status}; outputs in {output.resolve()}")
     return _STATUS_EXIT[result.status]
+
+
+def check_device(requested: str, output: Path) -> str | None:
+    """Return the torch device to train on, or ``None`` (reason on stderr and in metrics.json)."""
+    import torch
+
+    from aiida_mlip.potentials.committee import resolve_device
+
+    try:
+        device = resolve_device(requested)
+    except RuntimeError as exception:
+        message = str(exception)
+        print(f"aiida-mlip-train: error: {message}", file=sys.stderr, flush=True)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "metrics.json").write_text(
+            json.dumps({"status": "device_unavailable", "device": requested, "message": message}, indent=2)
+        )
+        return None
+    if requested == "auto" and device.type == "cpu":
+        print(
+            f"aiida-mlip-train: warning: device 'auto': no CUDA device is visible "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); training on the CPU",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif device.type == "cuda":
+        print(f"aiida-mlip-train: training on {torch.cuda.get_device_name(device)}", flush=True)
+    return str(device)
 
 
 def _summary(metrics: dict) -> dict:

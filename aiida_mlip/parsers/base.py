@@ -48,6 +48,14 @@ class EngineParser(Parser):
         """Context manager: a local path to the retrieved file ``name``."""
         return self.retrieved.base.repository.as_path(name)
 
+    def cancelled_by_scheduler(self) -> bool:
+        """Whether the scheduler's stderr says the job was cancelled (SLURM: ``*** JOB n ... CANCELLED AT``)."""
+        try:
+            stderr = self.node.get_scheduler_stderr() or ""
+        except (OSError, KeyError, AttributeError):
+            return False
+        return "CANCELLED" in stderr
+
     def bad_input_message(self) -> str | None:
         """The last line the executable wrote to stderr (where it explains refused input), else None."""
         if "aiida.err" not in self.names:

@@ -30,6 +30,8 @@ class TrainParser(EngineParser):
             return None
         if "checkpoint.safetensors" in names:
             self.out("checkpoint", self._potential("checkpoint.safetensors"))
+        if status == "device_unavailable":
+            return self.exit_codes.ERROR_DEVICE_UNAVAILABLE.format(message=metrics.get("message", ""))
         epoch = (metrics or {}).get("epochs", "?")
         if status == "nan_loss":
             return self.exit_codes.ERROR_NAN_LOSS.format(epoch=epoch)
@@ -37,6 +39,8 @@ class TrainParser(EngineParser):
             return self.exit_codes.ERROR_DIVERGED.format(epoch=epoch)
         if "checkpoint.safetensors" in names:
             return self.exit_codes.ERROR_INTERRUPTED
+        if self.cancelled_by_scheduler():
+            return self.exit_codes.ERROR_CANCELLED
         message = self.bad_input_message()
         if metrics is None and message:
             return self.exit_codes.ERROR_BAD_INPUT.format(message=message)

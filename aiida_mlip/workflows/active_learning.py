@@ -296,7 +296,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             Merged over the protocol's inputs (``exploration``, ``trust``, ``selection``,
             ``convergence``, ``initial``, ``training`` (the training parameters), ``warm_start``).
         options
-            Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``.
+            Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``
+            (``queue_name``, ``account``, ``resources``, ``max_wallclock_seconds``,
+            ``custom_scheduler_commands``...). ``train`` may also hold ``device`` (``auto``, ``cpu``,
+            ``cuda``), which goes to the training's ``device`` input. The codes decide the computer of
+            each step, so labelling can run on a CPU partition and training on a GPU node.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if codes is None or any(
@@ -326,8 +330,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder.train.code = codes["mlip.train"]
         builder.train.parameters = orm.Dict(inputs["training"])
         for step in ("explore", "select", "train"):
-            if step in options:
-                builder[step].metadata.options = options[step]
+            step_options = dict(options.get(step, {}))
+            if step == "train" and "device" in step_options:
+                builder.train.device = orm.Str(step_options.pop("device"))
+            if step_options:
+                builder[step].metadata.options = step_options
         if "ase" in labeller:
             builder.label.ase.code = codes["mlip.label"]
             builder.label.ase.labeller = orm.Dict(labeller["ase"])
@@ -340,6 +347,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     if isinstance(value, str)
                     else (orm.Dict(value) if isinstance(value, dict) else value)
                 )
+            if "label" in options:
+                builder.label.pw.options = orm.Dict(options["label"])
         else:
             raise ValueError("labeller must have an `ase` or a `pw` entry")
         return builder
@@ -449,13 +458,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         exploration = self.inputs.exploration.get_dict()
         schedule = exploration["schedule"]
         entry = schedule[min(self.ctx.iteration - 1, len(schedule) - 1)]
+        parameters = _explore_parameters(exploration.get("md", {}), entry, self.inputs.trust.get_dict())
+        # fresh velocities and Langevin noise each iteration: the same seed would retrace similar paths
+        parameters["seed"] = int(parameters.get("seed", 0)) + 1000 * (self.ctx.iteration - 1)
         inputs = {
             "potential": self.ctx.potential,
             "structures": self.inputs.structures,
             "temperatures": orm.List(list(entry["temperatures"])),
-            "parameters": orm.Dict(
-                _explore_parameters(exploration.get("md", {}), entry, self.inputs.trust.get_dict())
-            ),
+            "parameters": orm.Dict(parameters),
             "explore": self.exposed_inputs(ExploreCalculation, namespace="explore"),
             "metadata": {"call_link_label": f"explore_{self.ctx.iteration}"},
         }

@@ -73,9 +73,24 @@ class TrainingWorkChain(BaseRestartWorkChain):
         )
         return ProcessHandlerReport(do_break=True)
 
-    @process_handler(priority=400, exit_codes=[TrainCalculation.exit_codes.ERROR_INTERRUPTED])
+    @process_handler(
+        priority=400,
+        exit_codes=[TrainCalculation.exit_codes.ERROR_INTERRUPTED, TrainCalculation.exit_codes.ERROR_CANCELLED],
+    )
     def handle_interrupted(self, node):
-        """Go on from the checkpoint of a run cut short by its wall time or a cancellation."""
-        self._restart_from_checkpoint(node)
-        self.report(f"{node.process_label}<{node.pk}> was interrupted; restarting from its checkpoint")
+        """Resubmit a run cut short by its wall time or a cancelled job, from its checkpoint if it has one."""
+        restarted = self._restart_from_checkpoint(node)
+        self.report(
+            f"{node.process_label}<{node.pk}> (job {node.get_job_id()}) was interrupted: {node.exit_message}; "
+            + ("resubmitting from its checkpoint" if restarted else "resubmitting from the start")
+        )
         return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=300, exit_codes=[TrainCalculation.exit_codes.ERROR_DEVICE_UNAVAILABLE])
+    def handle_device_unavailable(self, node):
+        """A missing GPU is a set-up error: stop with a clear message rather than retrying."""
+        self.report(f"{node.process_label}<{node.pk}>: {node.exit_message}")
+        return ProcessHandlerReport(
+            do_break=True,
+            exit_code=self.exit_codes.ERROR_SUB_PROCESS_FAILED_TRAIN.format(message=node.exit_message),
+        )
