@@ -81,3 +81,40 @@ def test_empty_or_foreign_dataset_is_refused(builder, aluminium_dataset):
     builder.parent_potential = first["potential"]
     with pytest.raises(ValueError, match=r"elements \['Cu'\] that the parent potential"):
         run_get_node(builder)
+
+
+def test_cuda_without_a_gpu_fails_clearly_and_is_not_retried(builder):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the CPU-only failure path cannot be shown here")
+    builder.device = orm.Str("cuda")
+    _, node = run_get_node(builder)
+    assert node.exit_status == TrainCalculation.exit_codes.ERROR_DEVICE_UNAVAILABLE.status
+    assert "CUDA is not available" in node.exit_message
+    assert "potential" not in node.outputs
+
+    from aiida_mlip.workflows.training import TrainingWorkChain
+
+    inputs = {key: builder[key] for key in ("code", "dataset", "parameters", "device")}
+    _, chain = run_get_node(TrainingWorkChain, train=inputs)
+    assert chain.exit_status == TrainingWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_TRAIN.status
+    assert len(chain.called) == 1  # a missing GPU is not retried
+
+
+def test_auto_device_trains_on_the_cpu_with_a_warning(builder):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: auto picks it")
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert results["metrics"]["device"] == "cpu"
+    assert "training on the CPU" in node.outputs.retrieved.base.repository.get_object_content("aiida.err")
+
+
+def test_unknown_device_is_refused_at_submission(builder):
+    with pytest.raises(ValueError, match="device must be"):
+        builder.device = orm.Str("gpu")  # refused as it is set
+    with pytest.raises(ValueError, match="device must be"):
+        run_get_node(TrainCalculation, **{**builder._inputs(prune=True), "device": orm.Str("gpu")})

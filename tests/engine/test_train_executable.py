@@ -109,3 +109,16 @@ def test_module_entry_point(tmp_path, dataset):
         timeout=120,
     )
     assert run.returncode == 2 and "committee_size" in run.stderr
+
+
+def test_cuda_without_a_gpu_exits_5_before_training(tmp_path, dataset):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    run = _run(tmp_path, dataset / "dataset.h5", SMALL, "--device", "cuda")
+    assert run.returncode == 5, run.stderr
+    assert "CUDA is not available" in run.stderr and "epoch " not in run.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["status"] == "device_unavailable" and metrics["device"] == "cuda"
+    assert not (tmp_path / "out" / "model.safetensors").exists()
