@@ -104,3 +104,33 @@ def test_an_existing_computer_is_not_repointed(aiida_profile, tmp_path):
     result = runner.invoke(cmd_root, ["setup", "computer", _write(tmp_path, values, "other.yaml")])
     assert result.exit_code != 0 and "exists with hostname 'localhost'" in result.output
     assert orm.load_computer("repoint-cluster").hostname == "localhost"
+
+
+def test_launch_with_a_cluster_file_sends_each_step_there(aiida_profile, tmp_path, monkeypatch):
+    from ase.io import write
+
+    write(tmp_path / "al.xyz", bulk("Al", cubic=True))
+    submitted = []
+
+    class Node:
+        pk = 0
+
+    monkeypatch.setattr("aiida.engine.submit", lambda builder: submitted.append(builder) or Node())
+    cluster = str(EXAMPLES / "slurm-local.yaml")
+    result = CliRunner().invoke(
+        cmd_root, ["launch", str(tmp_path / "al.xyz"), "--protocol", "fast", "--cluster", cluster, "--daemon"]
+    )
+    assert result.exit_code == 0, result.output
+    (builder,) = submitted
+    assert builder.train.code.computer.label == "slurm-local"
+    assert builder.label.ase.code.computer.label == "slurm-local"
+    assert builder.train.device.value == "auto"
+    assert builder.train.metadata.options.queue_name == "debug"
+
+    values = yaml.safe_load((EXAMPLES / "slurm-local.yaml").read_text())
+    values["steps"]["train"]["device"] = "tpu"
+    bad = CliRunner().invoke(
+        cmd_root, ["launch", str(tmp_path / "al.xyz"), "--cluster", _write(tmp_path, values), "--daemon"]
+    )
+    assert bad.exit_code != 0 and "device must be one of" in bad.output
+    assert len(submitted) == 1
