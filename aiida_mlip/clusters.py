@@ -72,6 +72,7 @@ STEPS = ("explore", "select", "label", "train")
 ENGINE_KEYS = ("bin", "prefix", "prepend_text", "append_text")
 PW_KEYS = ("executable", "label", "prepend_text", "append_text")
 DEVICES = ("auto", "cpu", "cuda")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class ClusterConfigError(ValueError):
@@ -98,7 +99,9 @@ def _check_keys(mapping, allowed, where: str, required=()) -> None:
         raise ClusterConfigError(f"{where} must be a mapping, not {type(mapping).__name__}")
     unknown = sorted(set(mapping) - set(allowed) - set(required))
     if unknown:
-        raise ClusterConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted({*required, *allowed})}")
+        raise ClusterConfigError(
+            f"{where}: unknown key(s) {unknown}; allowed: {sorted({*required, *allowed})}"
+        )
     missing = [key for key in required if mapping.get(key) in (None, "")]
     if missing:
         raise ClusterConfigError(f"{where}: missing {missing}")
@@ -173,8 +176,11 @@ def load_cluster_config(path: str | pathlib.Path) -> ClusterConfig:
 
 def _engine_bin(engine: dict, computer) -> pathlib.PurePath:
     if engine["bin"] == "auto":
-        if computer.transport_type != "core.local":
-            raise ClusterConfigError("codes.engine.bin: `auto` only works on a core.local computer")
+        if computer.transport_type != "core.local" and computer.hostname not in LOCAL_HOSTS:
+            raise ClusterConfigError(
+                "codes.engine.bin: `auto` (this Python's folder) only works for this machine; give the "
+                f"folder of the aiida-mlip-* executables on {computer.hostname}"
+            )
         return pathlib.Path(sys.executable).parent
     return pathlib.PurePosixPath(engine["bin"])
 
@@ -231,9 +237,13 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
         if "default_memory_per_machine" in settings:
             computer.set_default_memory_per_machine(settings["default_memory_per_machine"])
         computer.set_minimum_job_poll_interval(settings.get("minimum_job_poll_interval", 10.0))
-        log(f"created computer {computer.label} <{computer.pk}> ({settings['transport']}, {settings['scheduler']})")
+        log(
+            f"created computer {computer.label} <{computer.pk}> ({settings['transport']}, {settings['scheduler']})"
+        )
     if not computer.is_configured:
         configure = dict(config.configure)
+        if "key_filename" in configure:
+            configure["key_filename"] = str(pathlib.Path(configure["key_filename"]).expanduser())
         configure.setdefault("safe_interval", 0.0 if settings["transport"] == "core.local" else 5.0)
         computer.configure(**configure)
         log(f"configured computer {computer.label} for the current user")
@@ -245,7 +255,7 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
         prefix = engine.get("prefix", "mlip")
         for executable, plugin in ENGINE_EXECUTABLES.items():
             path = folder / executable
-            if computer.transport_type == "core.local" and not pathlib.Path(path).is_file():
+            if computer.hostname in LOCAL_HOSTS and not pathlib.Path(path).is_file():
                 raise ClusterConfigError(f"codes.engine.bin: {path} does not exist on this machine")
             label = f"{prefix}-{executable.rsplit('-', 1)[1]}"
             codes[plugin] = get_or_create_code(computer, label, str(path), plugin, engine, log)
@@ -274,7 +284,9 @@ def get_or_create_code(computer, label: str, path: str, plugin: str, settings: d
     )
     if existing is not None:
         if str(existing.filepath_executable) != path:
-            log(f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, not {path}")
+            log(
+                f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, not {path}"
+            )
         else:
             log(f"code {label}@{computer.label} <{existing.pk}> exists")
         return existing

@@ -179,3 +179,45 @@ def slurm_codes(aiida_profile):
     codes = setup_cluster(config, log=lambda *_: None)
     codes["steps"] = config.steps
     return codes
+
+
+def ssh_localhost_ready() -> bool:
+    """Whether this user can SSH to localhost with the key of scripts/ssh-localhost.sh."""
+    import pathlib
+    import subprocess
+
+    key = pathlib.Path.home() / ".ssh" / "aiida_mlip_localhost"
+    if not key.is_file() or not shutil.which("ssh"):
+        return False
+    try:
+        command = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-i",
+            str(key),
+            "localhost",
+            "true",
+        ]
+        return subprocess.run(command, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def slurm_ssh_codes(aiida_profile):
+    """Codes on ``slurm-ssh``: the local SLURM cluster over AiiDA's core.ssh transport."""
+    import pathlib
+
+    from aiida_mlip.clusters import load_cluster_config, setup_cluster
+
+    require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
+    require_component(ssh_localhost_ready(), "SSH to localhost (scripts/ssh-localhost.sh)")
+    config = load_cluster_config(
+        pathlib.Path(__file__).parents[1] / "examples/clusters/slurm-ssh-localhost.yaml"
+    )
+    codes = setup_cluster(config, log=lambda *_: None)
+    codes["steps"] = config.steps
+    return codes

@@ -106,4 +106,6 @@ def cmd_setup_computer(config):
         codes = setup_cluster(load_cluster_config(config), log=click.echo)
     except ClusterConfigError as exception:
         raise click.ClickException(str(exception)) from None
-    click.echo(f"ready: {len(codes)} code(s): " + ", ".join(sorted(code.full_label for code in codes.values())))
+    click.echo(
+        f"ready: {len(codes)} code(s): " + ", ".join(sorted(code.full_label for code in codes.values()))
+    )

@@ -75,7 +75,10 @@ class TrainingWorkChain(BaseRestartWorkChain):
 
     @process_handler(
         priority=400,
-        exit_codes=[TrainCalculation.exit_codes.ERROR_INTERRUPTED, TrainCalculation.exit_codes.ERROR_CANCELLED],
+        exit_codes=[
+            TrainCalculation.exit_codes.ERROR_INTERRUPTED,
+            TrainCalculation.exit_codes.ERROR_CANCELLED,
+        ],
     )
     def handle_interrupted(self, node):
         """Resubmit a run cut short by its wall time or a cancelled job, from its checkpoint if it has one."""

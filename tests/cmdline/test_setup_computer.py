@@ -39,10 +39,10 @@ def test_real_cluster_example_creates_an_ssh_slurm_computer_and_its_codes(aiida_
     result = runner.invoke(cmd_root, ["setup", "computer", path], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     computer = orm.load_computer("example-cluster")
-    assert (computer.transport_type, computer.scheduler_type) == ("core.ssh", "core.slurm")
+    assert (computer.transport_type, computer.scheduler_type) == ("core.ssh_async", "core.slurm")
     assert computer.get_mpirun_command() == ["srun"]
     assert computer.get_default_mpiprocs_per_machine() == 64
-    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params()["username"] == "me"
+    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params()["host"] == "my-cluster"
     codes = {code.default_calc_job_plugin: code for code in _codes_of("example-cluster")}
     assert set(codes) == {*ENGINE_EXECUTABLES.values(), "quantumespresso.pw"}
     assert str(codes["mlip.train"].filepath_executable) == "/home/me/mlip-engine/bin/aiida-mlip-train"

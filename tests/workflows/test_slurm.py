@@ -68,8 +68,9 @@ def test_iteration_labels_and_trains_as_slurm_jobs(engine_code, slurm_codes):
     for calculation in training:
         assert "'--device' 'auto'" in calculation.base.repository.get_object_content("_aiidasubmit.sh")
         assert calculation.outputs.metrics["device"] == "cpu"
-        assert "no CUDA device is visible" in calculation.outputs.retrieved.base.repository.get_object_content(
-            "aiida.err"
+        assert (
+            "no CUDA device is visible"
+            in calculation.outputs.retrieved.base.repository.get_object_content("aiida.err")
         )
 
 
@@ -112,3 +113,18 @@ def test_cancelled_training_job_is_resubmitted_from_its_checkpoint(
     assert attempts[1].inputs.parent_potential.uuid == first.outputs.checkpoint.uuid
     assert slurm_job_record(attempts[1].get_job_id()).get("JobState") == "COMPLETED"
     assert "potential" in node.outputs
+
+
+def test_training_runs_over_ssh_on_slurm(aluminium_dataset, slurm_ssh_codes):
+    options = {key: value for key, value in slurm_ssh_codes["steps"]["train"].items() if key != "device"}
+    results, node = run_get_node(
+        TrainCalculation,
+        code=slurm_ssh_codes["mlip.train"],
+        dataset=aluminium_dataset,
+        parameters=orm.Dict(TINY_TRAINING),
+        metadata={"options": options},
+    )
+    assert node.is_finished_ok, node.exit_message
+    assert node.computer.transport_type == "core.ssh_async"
+    assert slurm_job_record(node.get_job_id()).get("JobState") == "COMPLETED"
+    assert "potential" in results
