@@ -33,31 +33,9 @@ def register_pw_code(computer, executable: str, label: str = "pw", log=click.ech
     An existing code of that label on that computer is returned as it is (and reported when it runs
     another executable).
     """
-    from aiida import orm
+    from aiida_mlip.clusters import get_or_create_code
 
-    existing = (
-        orm.QueryBuilder()
-        .append(orm.Computer, filters={"id": computer.pk}, tag="computer")
-        .append(orm.InstalledCode, with_computer="computer", filters={"label": label})
-        .first(flat=True)
-    )
-    if existing is not None:
-        note = (
-            ""
-            if str(existing.filepath_executable) == executable
-            else f" (it runs {existing.filepath_executable})"
-        )
-        log(f"code {label}@{computer.label} <{existing.pk}> exists{note}")
-        return existing
-    code = orm.InstalledCode(
-        label=label,
-        computer=computer,
-        filepath_executable=executable,
-        default_calc_job_plugin="quantumespresso.pw",
-        description="Quantum ESPRESSO pw.x, registered by aiida-mlip",
-    ).store()
-    log(f"registered code {label}@{computer.label} <{code.pk}>: {executable}")
-    return code
+    return get_or_create_code(computer, label, executable, "quantumespresso.pw", log=log)
 
 
 @cmd_setup.command("pw")
