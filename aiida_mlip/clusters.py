@@ -69,8 +69,8 @@ COMPUTER_OPTIONAL = (
 )
 TOP_LEVEL = ("computer", "configure", "codes", "steps")
 STEPS = ("explore", "select", "label", "train")
-ENGINE_KEYS = ("bin", "prefix", "prepend_text", "append_text")
-PW_KEYS = ("executable", "label", "prepend_text", "append_text")
+ENGINE_OPTIONAL = ("prefix", "prepend_text", "append_text")
+PW_OPTIONAL = ("label", "prepend_text", "append_text")
 DEVICES = ("auto", "cpu", "cuda")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -123,30 +123,37 @@ def validate_cluster_config(values: dict, source: str = "<mapping>") -> ClusterC
     ClusterConfigError
         Naming the key that is missing, unknown or wrong.
     """
+    from aiida_mlip.calculations.train import is_device_name
+
     _check_keys(values, TOP_LEVEL, source, required=("computer",))
-    computer = dict(values["computer"])
+    computer = values["computer"]
     _check_keys(computer, COMPUTER_OPTIONAL, f"{source}: computer", required=COMPUTER_REQUIRED)
     _check_plugin("aiida.transports", computer["transport"], f"{source}: computer.transport")
     _check_plugin("aiida.schedulers", computer["scheduler"], f"{source}: computer.scheduler")
-    configure = dict(values.get("configure") or {})
+    configure = values.get("configure") or {}
     if not isinstance(configure, dict):
         raise ClusterConfigError(f"{source}: configure must be a mapping")
-    codes = dict(values.get("codes") or {})
+    codes = values.get("codes") or {}
     _check_keys(codes, ("engine", "pw"), f"{source}: codes")
     if "engine" in codes:
-        _check_keys(codes["engine"], ENGINE_KEYS[1:], f"{source}: codes.engine", required=("bin",))
+        _check_keys(codes["engine"], ENGINE_OPTIONAL, f"{source}: codes.engine", required=("bin",))
     if "pw" in codes:
-        _check_keys(codes["pw"], PW_KEYS[1:], f"{source}: codes.pw", required=("executable",))
-    steps = {key: dict(value or {}) for key, value in (values.get("steps") or {}).items()}
+        _check_keys(codes["pw"], PW_OPTIONAL, f"{source}: codes.pw", required=("executable",))
+    steps = values.get("steps") or {}
     _check_keys(steps, STEPS, f"{source}: steps")
+    steps = {step: options or {} for step, options in steps.items()}
     for step, options in steps.items():
+        if not isinstance(options, dict):
+            raise ClusterConfigError(
+                f"{source}: steps.{step} must be a mapping, not {type(options).__name__}"
+            )
         device = options.get("device")
         if device is not None and step != "train":
             raise ClusterConfigError(f"{source}: steps.{step}.device: only the train step has a device")
-        if device is not None and device not in DEVICES and not str(device).startswith("cuda:"):
+        if device is not None and not is_device_name(str(device)):
             raise ClusterConfigError(f"{source}: steps.train.device must be one of {DEVICES} or cuda:N")
     _check_step_options(steps, source)
-    return ClusterConfig(computer, configure, codes, steps, source)
+    return ClusterConfig(dict(computer), dict(configure), dict(codes), steps, source)
 
 
 def _check_step_options(steps: dict, source: str) -> None:
@@ -201,8 +208,6 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
     from aiida import orm
     from aiida.common.exceptions import NotExistent
 
-    from aiida_mlip.cmdline.setup import ENGINE_EXECUTABLES
-
     settings = config.computer
     try:
         computer = orm.load_computer(settings["label"])
@@ -251,14 +256,18 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
     codes = {}
     engine = config.codes.get("engine")
     if engine is not None:
+        from aiida_mlip.cmdline.setup import ENGINE_EXECUTABLES, register_engine_codes
+
         folder = _engine_bin(engine, computer)
-        prefix = engine.get("prefix", "mlip")
-        for executable, plugin in ENGINE_EXECUTABLES.items():
-            path = folder / executable
+        paths = {executable: folder / executable for executable in ENGINE_EXECUTABLES}
+        for path in paths.values():
             if computer.hostname in LOCAL_HOSTS and not pathlib.Path(path).is_file():
                 raise ClusterConfigError(f"codes.engine.bin: {path} does not exist on this machine")
-            label = f"{prefix}-{executable.rsplit('-', 1)[1]}"
-            codes[plugin] = get_or_create_code(computer, label, str(path), plugin, engine, log)
+        codes.update(
+            register_engine_codes(
+                computer, prefix=engine.get("prefix", "mlip"), log=log, paths=paths, settings=engine
+            )
+        )
     pw = config.codes.get("pw")
     if pw is not None:
         codes["quantumespresso.pw"] = get_or_create_code(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Let the current user SSH to localhost with a dedicated key, for AiiDA's core.ssh transport.
+# Let the current user SSH to localhost with a dedicated key, for AiiDA's core.ssh and core.ssh_async transports.
 #
 # Idempotent: installs openssh-server if missing (root), starts sshd if it is not running, creates
 # ~/.ssh/aiida_mlip_localhost (no passphrase) once, authorises it once and records the host key.

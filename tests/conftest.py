@@ -170,12 +170,17 @@ def slurm_codes(aiida_profile):
 
     Skips without a SLURM cluster (fails under ``CI=true``, where ``.ci/run`` starts one).
     """
+    require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
+    return _example_cluster_codes("slurm-local.yaml")
+
+
+def _example_cluster_codes(name: str) -> dict:
+    """Set up ``examples/clusters/<name>``; return its codes by plugin and its ``steps`` options."""
     import pathlib
 
     from aiida_mlip.clusters import load_cluster_config, setup_cluster
 
-    require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
-    config = load_cluster_config(pathlib.Path(__file__).parents[1] / "examples/clusters/slurm-local.yaml")
+    config = load_cluster_config(pathlib.Path(__file__).parents[1] / "examples" / "clusters" / name)
     codes = setup_cluster(config, log=lambda *_: None)
     codes["steps"] = config.steps
     return codes
@@ -208,16 +213,7 @@ def ssh_localhost_ready() -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_ssh_codes(aiida_profile):
-    """Codes on ``slurm-ssh``: the local SLURM cluster over AiiDA's core.ssh transport."""
-    import pathlib
-
-    from aiida_mlip.clusters import load_cluster_config, setup_cluster
-
+    """Codes on ``slurm-ssh``: the local SLURM cluster over AiiDA's core.ssh_async transport."""
     require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
     require_component(ssh_localhost_ready(), "SSH to localhost (scripts/ssh-localhost.sh)")
-    config = load_cluster_config(
-        pathlib.Path(__file__).parents[1] / "examples/clusters/slurm-ssh-localhost.yaml"
-    )
-    codes = setup_cluster(config, log=lambda *_: None)
-    codes["steps"] = config.steps
-    return codes
+    return _example_cluster_codes("slurm-ssh-localhost.yaml")

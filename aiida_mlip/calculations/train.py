@@ -30,14 +30,16 @@ def validate_dataset(value, _):
     return None
 
 
+def is_device_name(device: str) -> bool:
+    """Whether ``device`` names a training device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+
+
 def validate_device(value, _):
     """The training device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    if value is None:
+    if value is None or is_device_name(value.value):
         return None
-    device = value.value
-    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-        return None
-    return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+    return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value.value!r}"
 
 
 def validate_inputs(inputs, _):

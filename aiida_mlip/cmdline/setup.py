@@ -50,26 +50,30 @@ def get_or_create_localhost(label: str = "localhost"):
     return computer
 
 
-def register_engine_codes(computer, prefix: str = "mlip", log=click.echo) -> dict:
+def register_engine_codes(
+    computer, prefix: str = "mlip", log=click.echo, paths: dict | None = None, settings: dict | None = None
+) -> dict:
     """Register every engine executable as an ``InstalledCode`` on ``computer``; return them by plugin.
 
     Codes are labelled ``<prefix>-<step>`` (``mlip-train``, ...). An existing code with that label on
-    that computer is kept when it runs the same executable, and reported otherwise.
+    that computer is kept when it runs the same executable, and reported otherwise. ``paths`` maps
+    each executable name to its path on ``computer`` (default: this installation's, found with
+    :func:`find_executable`); ``settings`` may hold the codes' ``prepend_text``/``append_text``.
 
     Raises
     ------
     click.ClickException
-        If an executable is not installed.
+        If ``paths`` is not given and an executable is not installed here.
     """
     from aiida_mlip.clusters import get_or_create_code
 
     codes = {}
     for executable, plugin in ENGINE_EXECUTABLES.items():
-        path = find_executable(executable)
+        path = paths[executable] if paths is not None else find_executable(executable)
         if path is None:
             raise click.ClickException(f"{executable} is not installed: run `pip install aiida-mlip` first")
         label = f"{prefix}-{executable.rsplit('-', 1)[1]}"
-        codes[plugin] = get_or_create_code(computer, label, path, plugin, log=log)
+        codes[plugin] = get_or_create_code(computer, label, str(path), plugin, settings, log=log)
     return codes
 
 

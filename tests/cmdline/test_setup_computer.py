@@ -84,6 +84,8 @@ def test_per_step_options_reach_the_builder(aiida_profile):
         (lambda v: v["steps"]["label"].update(device="cuda"), "only the train step has a device"),
         (lambda v: v["steps"]["train"].update(device="gpu"), "device must be one of"),
         (lambda v: v["codes"]["engine"].update(bin="/nonexistent/bin"), "does not exist on this machine"),
+        (lambda v: v.update(configure=["safe_interval"]), "configure must be a mapping"),
+        (lambda v: v["steps"].update(train="gpu"), "steps.train must be a mapping"),
     ],
 )
 def test_bad_cluster_files_are_refused_with_the_key_that_is_wrong(aiida_profile, tmp_path, edit, message):
