@@ -35,7 +35,7 @@ SCRIPTS = {
     "aiida-mlip-select": "aiida_mlip.engine.select:main",
     "aiida-mlip-label": "aiida_mlip.engine.label:main",
 }
-ENGINE_DEPENDENCIES = {"torch", "ase", "numpy", "scipy", "h5py", "safetensors", "vesin", "pyyaml"}
+ENGINE_DEPENDENCIES = {"torch", "ase", "numpy", "scipy", "h5py", "safetensors", "vesin", "pyyaml", "pydantic"}
 
 # Put first on PYTHONPATH: ``import aiida`` (and any ``aiida.*``) raises ImportError in that interpreter.
 BLOCK_AIIDA = '''\
@@ -86,7 +86,7 @@ def test_wheel_holds_only_the_aiida_free_subpackages(wheel):
     assert "aiida_mlip/__init__.py" in names
     assert not [name for name in names if name.endswith(".pyc") or "__pycache__" in name]
     top_level = {name.split("/")[1] for name in names}
-    assert top_level == {"__init__.py", *SUBPACKAGES}
+    assert top_level == {"__init__.py", "settings.py", *SUBPACKAGES}
     for forbidden in AIIDA_SIDE:
         assert not [name for name in names if name.startswith(f"aiida_mlip/{forbidden}/")], forbidden
     # every module of the four subpackages, from the same sources (nothing is copied into engine/)
