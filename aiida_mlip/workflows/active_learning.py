@@ -24,7 +24,6 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_mlip.calculations.explore import ExploreCalculation
 from aiida_mlip.calculations.select import SelectCalculation
-from aiida_mlip.calculations.select import validate_parameters as validate_selection_parameters
 from aiida_mlip.calculations.train import TrainCalculation
 from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.potential import PotentialData
@@ -74,23 +73,23 @@ def _explore_parameters(md: dict, entry: dict, trust: dict) -> dict:
         {key: value for key, value in entry.items() if key not in ("temperatures", "pressures")}
     )
     parameters.pop("watch_gamma", None)
-    parameters.setdefault("trust_lo", trust["lo"])
-    parameters.setdefault("trust_hi", trust["hi"])
+    parameters.setdefault("trust", {key: trust[key] for key in ("lo", "hi") if key in trust})
     return parameters
 
 
 def validate_inputs(inputs, _):
     """Check the loop's settings together, before anything runs."""
     from aiida_mlip.exploration.parameters import ExploreParameters
+    from aiida_mlip.selection.settings import SelectionSettings
+    from aiida_mlip.selection.trust import TrustWindow
 
     trust = inputs["trust"].get_dict() if "trust" in inputs else {}
-    lo, hi = trust.get("lo"), trust.get("hi")
-    if lo is None or hi is None or not 0 <= lo < hi:
-        return f"the trust window needs 0 <= lo < hi (eV/Angstrom), got lo={lo}, hi={hi}"
-    if "selection" in inputs:
-        message = validate_selection_parameters(inputs["selection"], None)
-        if message:
-            return message
+    try:
+        TrustWindow.from_mapping(trust)
+        if "selection" in inputs:
+            SelectionSettings.from_mapping(inputs["selection"].get_dict())
+    except ValueError as exception:
+        return str(exception)
     exploration = inputs["exploration"].get_dict() if "exploration" in inputs else {}
     schedule = exploration.get("schedule") or []
     if not schedule:
@@ -505,8 +504,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Pick this iteration's batch among the candidates."""
         trust = self.inputs.trust.get_dict()
         parameters = dict(self.inputs.selection.get_dict())
-        parameters.setdefault("lo", trust["lo"])
-        parameters.setdefault("hi", trust["hi"])
+        parameters["trust"] = {key: trust[key] for key in ("lo", "hi") if key in trust}
         parameters.setdefault("seed", self.ctx.iteration)
         inputs = self.exposed_inputs(SelectCalculation, namespace="select")
         inputs.update(pool=self.ctx.candidates, potential=self.ctx.potential, parameters=orm.Dict(parameters))
