@@ -217,3 +217,79 @@ def slurm_ssh_codes(aiida_profile):
     require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
     require_component(ssh_localhost_ready(), "SSH to localhost (scripts/ssh-localhost.sh)")
     return _example_cluster_codes("slurm-ssh-localhost.yaml")
+
+
+# ------------------------------------------------------------------------------------------------
+# generate_calc_job: a CalcJob's prepare_for_submission without running it (helper i12tests)
+# ------------------------------------------------------------------------------------------------
+
+
+class PreparedCalcJob:
+    """What ``prepare_for_submission`` made: the submission folder and the ``CalcInfo``.
+
+    Attributes
+    ----------
+    folder : aiida.common.folders.Folder
+        The folder the CalcJob wrote its input files into.
+    calcinfo : aiida.common.datastructures.CalcInfo
+        The files to copy and retrieve and the one ``CodeInfo`` with the command-line arguments.
+    """
+
+    def __init__(self, folder, calcinfo):
+        self.folder = folder
+        self.calcinfo = calcinfo
+
+    @property
+    def arguments(self) -> list[str]:
+        """The executable's command-line arguments (``cmdline_params`` of the single code)."""
+        (codeinfo,) = self.calcinfo.codes_info
+        return list(codeinfo.cmdline_params)
+
+    def option(self, flag: str) -> str | None:
+        """The value after ``flag`` in the arguments, ``None`` when the flag is absent."""
+        arguments = self.arguments
+        return arguments[arguments.index(flag) + 1] if flag in arguments else None
+
+    @property
+    def uploads(self) -> dict[str, tuple[str, str]]:
+        """``{target name: (source node uuid, file name in its repository)}`` of ``local_copy_list``."""
+        return {target: (uuid, name) for uuid, name, target in self.calcinfo.local_copy_list}
+
+    def written(self) -> list[str]:
+        """Names of the files written into the submission folder, sorted."""
+        return sorted(self.folder.get_content_list())
+
+    def read_json(self, name: str):
+        import json
+
+        with self.folder.open(name, "r", encoding="utf8") as handle:
+            return json.load(handle)
+
+
+@pytest.fixture
+def generate_calc_job(tmp_path):
+    """Return a factory that instantiates a CalcJob and calls its ``prepare_for_submission``.
+
+    ``generate_calc_job("mlip.train", inputs)`` validates ``inputs`` exactly as a submission would
+    (input validators run when the process is made), writes the input files into a fresh folder
+    under ``tmp_path`` and returns a :class:`PreparedCalcJob`. Nothing is uploaded or run.
+    """
+    from aiida.common.folders import Folder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+    from aiida.plugins import CalculationFactory
+
+    count = iter(range(1_000_000))
+
+    def factory(entry_point: str, inputs: dict) -> PreparedCalcJob:
+        folder = Folder(str(tmp_path / f"submit-{next(count)}"))
+        folder.create()
+        process = instantiate_process(get_manager().get_runner(), CalculationFactory(entry_point), **inputs)
+        return PreparedCalcJob(folder, process.prepare_for_submission(folder))
+
+    return factory
+
+
+# ------------------------------------------------------------------------------------------------
+# end of generate_calc_job
+# ------------------------------------------------------------------------------------------------
