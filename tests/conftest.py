@@ -293,3 +293,137 @@ def generate_calc_job(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # end of generate_calc_job
 # ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# finished_run: ONE active-learning run shared by the tests of what reads finished runs (helper i12tests)
+# ------------------------------------------------------------------------------------------------
+
+#: Labeller of the shared run, in the ``ase:module.Class:{json kwargs}`` form of ``aiida-mlip launch``
+#: (``asap_cutoff`` is EMT's own default: the labels are plain EMT).
+SHARED_RUN_LABELLER = 'ase:ase.calculators.emt.EMT:{"asap_cutoff": false}'
+
+#: The ``--overrides`` file of the shared run, over the ``fast`` protocol. Iteration 1 explores with a
+#: real trust window (its candidates are selected, labelled and trained on); iteration 2 widens the
+#: window so that every frame is accurate, which converges the run after two iterations. Units: K,
+#: fs, eV/Angstrom.
+SHARED_RUN_OVERRIDES = {
+    "initial": {"copies_per_structure": 6, "rattle": 0.06, "strain": 0.02},
+    "exploration": {
+        "md": {"steps": 60, "check_interval": 5, "timestep": 2.0, "break_threshold": 5.0},
+        "schedule": [
+            {"temperatures": [300]},
+            {"temperatures": [300], "trust_lo": 50.0, "trust_hi": 100.0, "break_threshold": 100.0},
+        ],
+    },
+    "trust": {"lo": 0.01, "hi": 5.0},
+    "selection": {"budget": 3},
+    "convergence": {"max_iterations": 3, "accurate_fraction": 0.99, "patience": 1},
+    "training": {
+        "committee_size": 2,
+        "n_radial": 4,
+        "l_max": 2,
+        "hidden": 8,
+        "max_epochs": 6,
+        "batch_size": 4,
+        "cutoff": 4.0,
+        "valid_fraction": 0.2,
+        "seed": 1,
+    },
+}
+
+
+class FinishedRun:
+    """The shared run and how it was made.
+
+    Attributes
+    ----------
+    node : aiida.orm.WorkChainNode
+        The terminated ``ActiveLearningWorkChain``.
+    structure : aiida.orm.StructureData
+        The start structure, given to ``launch`` by its pk.
+    launch, watch : click.testing.Result
+        ``aiida-mlip launch ... --daemon`` and ``aiida-mlip watch`` that followed the run to its end.
+    broker : str
+        The profile's broker (``core.rabbitmq`` or ``core.zeromq``): ``watch`` followed live events
+        only on RabbitMQ, and polled the database otherwise.
+    """
+
+    def __init__(self, node, structure, launch, watch, broker):
+        self.node, self.structure, self.launch, self.watch, self.broker = (
+            node,
+            structure,
+            launch,
+            watch,
+            broker,
+        )
+
+    def called(self, label: str):
+        """The process the run called with the link label ``label`` (``label_initial``, ``train_1``...)."""
+        (node,) = [triple.node for triple in self.node.base.links.get_outgoing(link_label_filter=label).all()]
+        return node
+
+
+def _active_learning_pks() -> set[int]:
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(
+        orm.WorkChainNode, filters={"attributes.process_label": "ActiveLearningWorkChain"}, project="id"
+    )
+    return set(query.all(flat=True))
+
+
+@pytest.fixture(scope="session")
+def finished_run(aiida_profile, daemon_client, tmp_path_factory) -> FinishedRun:
+    """One fast EMT aluminium run, made the way a user makes one, shared by the whole session.
+
+    ``aiida-mlip launch <StructureData pk> --protocol fast --labeller 'ase:...:{kwargs}' --overrides
+    overrides.yaml --daemon`` submits it to the session's daemon (started here if it is not running)
+    and ``aiida-mlip watch`` follows it until it ends. One to two minutes on 2 cores.
+    """
+    import time
+
+    import yaml
+    from aiida import orm
+    from ase.build import bulk
+    from click.testing import CliRunner
+
+    from aiida_mlip.cmdline import cmd_root
+
+    folder = tmp_path_factory.mktemp("finished_run")
+    overrides = folder / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump(SHARED_RUN_OVERRIDES))
+    structure = orm.StructureData(ase=bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))).store()
+
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon()  # left running: daemon_client stops it at the end of the session
+    before = _active_learning_pks()
+    runner = CliRunner()
+    launch = runner.invoke(
+        cmd_root,
+        [
+            "launch",
+            str(structure.pk),
+            "--protocol",
+            "fast",
+            "--labeller",
+            SHARED_RUN_LABELLER,
+            "--overrides",
+            str(overrides),
+            "--daemon",
+        ],
+    )
+    assert launch.exit_code == 0, launch.output
+    (pk,) = _active_learning_pks() - before
+    node = orm.load_node(pk)
+    watch = runner.invoke(cmd_root, ["watch", str(pk), "--interval", "2"])
+    deadline = time.monotonic() + 900
+    while not node.is_terminated:  # the finished event comes just before the end
+        assert time.monotonic() < deadline, f"the shared run <{pk}> did not end in 900 s"
+        time.sleep(0.5)
+    return FinishedRun(node, structure, launch, watch, aiida_profile.process_control_backend)
+
+
+# ------------------------------------------------------------------------------------------------
+# end of finished_run
+# ------------------------------------------------------------------------------------------------
