@@ -303,34 +303,30 @@ def generate_calc_job(tmp_path):
 #: (``asap_cutoff`` is EMT's own default: the labels are plain EMT).
 SHARED_RUN_LABELLER = 'ase:ase.calculators.emt.EMT:{"asap_cutoff": false}'
 
-#: The ``--overrides`` file of the shared run, over the ``fast`` protocol. Iteration 1 explores with a
-#: real trust window (its candidates are selected, labelled and trained on); iteration 2 widens the
-#: window so that every frame is accurate, which converges the run after two iterations. Units: K,
-#: fs, eV/Angstrom.
-SHARED_RUN_OVERRIDES = {
-    "initial": {"copies_per_structure": 6, "rattle": 0.06, "strain": 0.02},
-    "exploration": {
-        "md": {"steps": 60, "check_interval": 5, "timestep": 2.0, "break_threshold": 5.0},
-        "schedule": [
-            {"temperatures": [300]},
-            {"temperatures": [300], "trust_lo": 50.0, "trust_hi": 100.0, "break_threshold": 100.0},
-        ],
-    },
-    "trust": {"lo": 0.01, "hi": 5.0},
-    "selection": {"budget": 3},
-    "convergence": {"max_iterations": 3, "accurate_fraction": 0.99, "patience": 1},
-    "training": {
-        "committee_size": 2,
-        "n_radial": 4,
-        "l_max": 2,
-        "hidden": 8,
-        "max_epochs": 6,
-        "batch_size": 4,
-        "cutoff": 4.0,
-        "valid_fraction": 0.2,
-        "seed": 1,
-    },
-}
+
+def shared_run_overrides() -> dict:
+    """The ``--overrides`` file of the shared run, over the ``fast`` protocol.
+
+    Iteration 1 explores with a real trust window (its candidates are selected, labelled and trained
+    on); iteration 2 widens the window so that every frame is accurate, which converges the run after
+    two iterations. The committee is the tiny one of the CalcJob tests. Units: K, fs, eV/Angstrom.
+    """
+    from tests.calculations.conftest import TINY_TRAINING
+
+    return {
+        "initial": {"copies_per_structure": 6, "rattle": 0.06, "strain": 0.02},
+        "exploration": {
+            "md": {"steps": 60, "check_interval": 5, "timestep": 2.0, "break_threshold": 5.0},
+            "schedule": [
+                {"temperatures": [300]},
+                {"temperatures": [300], "trust_lo": 50.0, "trust_hi": 100.0, "break_threshold": 100.0},
+            ],
+        },
+        "trust": {"lo": 0.01, "hi": 5.0},
+        "selection": {"budget": 3},
+        "convergence": {"max_iterations": 3, "accurate_fraction": 0.99, "patience": 1},
+        "training": dict(TINY_TRAINING, max_epochs=6),
+    }
 
 
 class FinishedRun:
@@ -357,6 +353,17 @@ class FinishedRun:
             watch,
             broker,
         )
+
+    def watched(self) -> list[tuple[str, dict]]:
+        """``(step, fields)`` of every event ``aiida-mlip watch`` printed (lines ``[iteration] step: {json}``)."""
+        import json
+
+        events = []
+        for line in self.watch.output.splitlines():
+            if line.startswith("["):
+                step, _, fields = line.split("]", 1)[1].partition(":")
+                events.append((step.strip(), json.loads(fields)))
+        return events
 
     def called(self, label: str):
         """The process the run called with the link label ``label`` (``label_initial``, ``train_1``...)."""
@@ -392,7 +399,7 @@ def finished_run(aiida_profile, daemon_client, tmp_path_factory) -> FinishedRun:
 
     folder = tmp_path_factory.mktemp("finished_run")
     overrides = folder / "overrides.yaml"
-    overrides.write_text(yaml.safe_dump(SHARED_RUN_OVERRIDES))
+    overrides.write_text(yaml.safe_dump(shared_run_overrides()))
     structure = orm.StructureData(ase=bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))).store()
 
     if not daemon_client.is_daemon_running:

@@ -1,7 +1,6 @@
 """The history of the session's shared run: its records, what was reported of them, its plot."""
 
 import io
-import json
 
 import numpy as np
 from PIL import Image
@@ -27,11 +26,7 @@ def test_records_match_the_provenance(finished_run):
 def test_records_match_what_was_reported_on_the_way(finished_run):
     records = finished_run.node.outputs.history["iterations"]
     assert finished_run.node.base.extras.get("history") == records  # what `status` and polling read
-    reported = [
-        json.loads(line.split(":", 1)[1])
-        for line in finished_run.watch.output.splitlines()
-        if line.startswith("[") and line.split("]", 1)[1].split(":", 1)[0].strip() == "iteration"
-    ]
+    reported = [fields for step, fields in finished_run.watched() if step == "iteration"]
     assert len(reported) == len(records)
     for event, record in zip(reported, records, strict=True):
         for key in (

@@ -22,6 +22,8 @@ def test_potentials_from_follow_the_labels_forward(finished_run):
     for job in label_calculations(finished_run.called("label_1")):
         assert [p.uuid for p in potentials_from(job)] == [final.uuid]
     assert [p.uuid for p in potentials_from(finished_run.node.outputs.dataset)] == [final.uuid]
+    # the start structures: the initial copies are made from them, so both committees came from them
+    assert [p.uuid for p in potentials_from(finished_run.node.inputs.structures)] == [first.uuid, final.uuid]
 
 
 def test_dataset_versions_oldest_first(finished_run):

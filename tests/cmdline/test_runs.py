@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from aiida_mlip.cmdline import cmd_root
-from tests.conftest import SHARED_RUN_OVERRIDES, require_component
+from tests.conftest import require_component, shared_run_overrides
 
 
 def invoke(*args):
@@ -36,12 +36,13 @@ def test_launch_takes_a_structure_pk(finished_run):
 
 def test_launch_merges_the_overrides_file_over_the_protocol(finished_run):
     inputs = finished_run.node.inputs
-    assert inputs.selection["budget"] == SHARED_RUN_OVERRIDES["selection"]["budget"]  # fast: 8
+    overrides = shared_run_overrides()
+    assert inputs.selection["budget"] == overrides["selection"]["budget"]  # fast: 8
     assert (
         inputs.selection["strategy"] == "hybrid"
     )  # from the protocol: the merge keeps what is not overridden
-    assert inputs.trust.get_dict() == SHARED_RUN_OVERRIDES["trust"]
-    assert inputs.train.parameters["max_epochs"] == SHARED_RUN_OVERRIDES["training"]["max_epochs"]
+    assert inputs.trust.get_dict() == overrides["trust"]
+    assert inputs.train.parameters["max_epochs"] == overrides["training"]["max_epochs"]
     # ... and the jobs ran with them
     selection = finished_run.called("select_1")
     assert selection.inputs.parameters["budget"] == 3
@@ -59,20 +60,13 @@ def test_launch_passes_the_labeller_kwargs(finished_run):
 def test_watch_follows_live_events_over_rabbitmq(finished_run):
     require_component(finished_run.broker == "core.rabbitmq", "a RabbitMQ profile")
     assert finished_run.watch.exit_code == 0, finished_run.watch.output
-    steps = [
-        line.split("]", 1)[1].split(":", 1)[0].strip()
-        for line in finished_run.watch.output.splitlines()
-        if line.startswith("[")
-    ]
+    events = finished_run.watched()
+    steps = [step for step, _ in events]
     # live events name the steps of each iteration; polling the database only knows whole iterations
     assert {"explore", "select", "label", "train"} <= set(steps)
     assert steps.count("iteration") == 2 and steps[-1] == "finished"
-    events = {
-        line.split("]", 1)[1].split(":", 1)[0].strip(): json.loads(line.split(":", 1)[1])
-        for line in finished_run.watch.output.splitlines()
-        if line.startswith("[")
-    }
-    assert events["label"]["n_labelled"] == finished_run.called("label_1").outputs.dataset.n_frames
+    (label,) = [fields for step, fields in events if step == "label"]
+    assert label["n_labelled"] == finished_run.called("label_1").outputs.dataset.n_frames
 
 
 def test_watch_of_a_finished_run_reads_the_database(finished_run):
@@ -88,7 +82,7 @@ def test_status_names_the_outputs(finished_run):
     assert str(outputs.potential.pk) in status and str(outputs.dataset.pk) in status
 
 
-def test_lineage_counts(finished_run):
+def test_lineage_names_every_labelling_job(finished_run):
     lineage = invoke("lineage", finished_run.node.outputs.potential.pk)
     labelling = [n for n in finished_run.node.called_descendants if n.process_label == "LabelCalculation"]
     for calculation in labelling:
