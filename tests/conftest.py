@@ -217,3 +217,220 @@ def slurm_ssh_codes(aiida_profile):
     require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
     require_component(ssh_localhost_ready(), "SSH to localhost (scripts/ssh-localhost.sh)")
     return _example_cluster_codes("slurm-ssh-localhost.yaml")
+
+
+# ------------------------------------------------------------------------------------------------
+# generate_calc_job: a CalcJob's prepare_for_submission without running it (helper i12tests)
+# ------------------------------------------------------------------------------------------------
+
+
+class PreparedCalcJob:
+    """What ``prepare_for_submission`` made: the submission folder and the ``CalcInfo``.
+
+    Attributes
+    ----------
+    folder : aiida.common.folders.Folder
+        The folder the CalcJob wrote its input files into.
+    calcinfo : aiida.common.datastructures.CalcInfo
+        The files to copy and retrieve and the one ``CodeInfo`` with the command-line arguments.
+    """
+
+    def __init__(self, folder, calcinfo):
+        self.folder = folder
+        self.calcinfo = calcinfo
+
+    @property
+    def arguments(self) -> list[str]:
+        """The executable's command-line arguments (``cmdline_params`` of the single code)."""
+        (codeinfo,) = self.calcinfo.codes_info
+        return list(codeinfo.cmdline_params)
+
+    def option(self, flag: str) -> str | None:
+        """The value after ``flag`` in the arguments, ``None`` when the flag is absent."""
+        arguments = self.arguments
+        return arguments[arguments.index(flag) + 1] if flag in arguments else None
+
+    @property
+    def uploads(self) -> dict[str, tuple[str, str]]:
+        """``{target name: (source node uuid, file name in its repository)}`` of ``local_copy_list``."""
+        return {target: (uuid, name) for uuid, name, target in self.calcinfo.local_copy_list}
+
+    def written(self) -> list[str]:
+        """Names of the files written into the submission folder, sorted."""
+        return sorted(self.folder.get_content_list())
+
+    def read_json(self, name: str):
+        import json
+
+        with self.folder.open(name, "r", encoding="utf8") as handle:
+            return json.load(handle)
+
+
+@pytest.fixture
+def generate_calc_job(tmp_path):
+    """Return a factory that instantiates a CalcJob and calls its ``prepare_for_submission``.
+
+    ``generate_calc_job("mlip.train", inputs)`` validates ``inputs`` exactly as a submission would
+    (input validators run when the process is made), writes the input files into a fresh folder
+    under ``tmp_path`` and returns a :class:`PreparedCalcJob`. Nothing is uploaded or run.
+    """
+    from aiida.common.folders import Folder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+    from aiida.plugins import CalculationFactory
+
+    count = iter(range(1_000_000))
+
+    def factory(entry_point: str, inputs: dict) -> PreparedCalcJob:
+        folder = Folder(str(tmp_path / f"submit-{next(count)}"))
+        folder.create()
+        process = instantiate_process(get_manager().get_runner(), CalculationFactory(entry_point), **inputs)
+        return PreparedCalcJob(folder, process.prepare_for_submission(folder))
+
+    return factory
+
+
+# ------------------------------------------------------------------------------------------------
+# end of generate_calc_job
+# ------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------
+# finished_run: ONE active-learning run shared by the tests of what reads finished runs (helper i12tests)
+# ------------------------------------------------------------------------------------------------
+
+#: Labeller of the shared run, in the ``ase:module.Class:{json kwargs}`` form of ``aiida-mlip launch``
+#: (``asap_cutoff`` is EMT's own default: the labels are plain EMT).
+SHARED_RUN_LABELLER = 'ase:ase.calculators.emt.EMT:{"asap_cutoff": false}'
+
+
+def shared_run_overrides() -> dict:
+    """The ``--overrides`` file of the shared run, over the ``fast`` protocol.
+
+    Iteration 1 explores with a real trust window (its candidates are selected, labelled and trained
+    on); iteration 2 widens the window so that every frame is accurate, which converges the run after
+    two iterations. The committee is the tiny one of the CalcJob tests. Units: K, fs, eV/Angstrom.
+    """
+    from tests.calculations.conftest import TINY_TRAINING
+
+    return {
+        "initial": {"copies_per_structure": 6, "rattle": 0.06, "strain": 0.02},
+        "exploration": {
+            "md": {"steps": 60, "check_interval": 5, "timestep": 2.0, "break_threshold": 5.0},
+            "schedule": [
+                {"temperatures": [300]},
+                {"temperatures": [300], "trust_lo": 50.0, "trust_hi": 100.0, "break_threshold": 100.0},
+            ],
+        },
+        "trust": {"lo": 0.01, "hi": 5.0},
+        "selection": {"budget": 3},
+        "convergence": {"max_iterations": 3, "accurate_fraction": 0.99, "patience": 1},
+        "training": dict(TINY_TRAINING, max_epochs=6),
+    }
+
+
+class FinishedRun:
+    """The shared run and how it was made.
+
+    Attributes
+    ----------
+    node : aiida.orm.WorkChainNode
+        The terminated ``ActiveLearningWorkChain``.
+    structure : aiida.orm.StructureData
+        The start structure, given to ``launch`` by its pk.
+    launch, watch : click.testing.Result
+        ``aiida-mlip launch ... --daemon`` and ``aiida-mlip watch`` that followed the run to its end.
+    broker : str
+        The profile's broker (``core.rabbitmq`` or ``core.zeromq``): ``watch`` followed live events
+        only on RabbitMQ, and polled the database otherwise.
+    """
+
+    def __init__(self, node, structure, launch, watch, broker):
+        self.node, self.structure, self.launch, self.watch, self.broker = (
+            node,
+            structure,
+            launch,
+            watch,
+            broker,
+        )
+
+    def watched(self) -> list[tuple[str, dict]]:
+        """``(step, fields)`` of every event ``aiida-mlip watch`` printed (lines ``[iteration] step: {json}``)."""
+        import json
+
+        events = []
+        for line in self.watch.output.splitlines():
+            if line.startswith("["):
+                step, _, fields = line.split("]", 1)[1].partition(":")
+                events.append((step.strip(), json.loads(fields)))
+        return events
+
+    def called(self, label: str):
+        """The process the run called with the link label ``label`` (``label_initial``, ``train_1``...)."""
+        (node,) = [triple.node for triple in self.node.base.links.get_outgoing(link_label_filter=label).all()]
+        return node
+
+
+def _active_learning_pks() -> set[int]:
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(
+        orm.WorkChainNode, filters={"attributes.process_label": "ActiveLearningWorkChain"}, project="id"
+    )
+    return set(query.all(flat=True))
+
+
+@pytest.fixture(scope="session")
+def finished_run(aiida_profile, daemon_client, tmp_path_factory) -> FinishedRun:
+    """One fast EMT aluminium run, made the way a user makes one, shared by the whole session.
+
+    ``aiida-mlip launch <StructureData pk> --protocol fast --labeller 'ase:...:{kwargs}' --overrides
+    overrides.yaml --daemon`` submits it to the session's daemon (started here if it is not running)
+    and ``aiida-mlip watch`` follows it until it ends. One to two minutes on 2 cores.
+    """
+    import time
+
+    import yaml
+    from aiida import orm
+    from ase.build import bulk
+    from click.testing import CliRunner
+
+    from aiida_mlip.cmdline import cmd_root
+
+    folder = tmp_path_factory.mktemp("finished_run")
+    overrides = folder / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump(shared_run_overrides()))
+    structure = orm.StructureData(ase=bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))).store()
+
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon()  # left running: daemon_client stops it at the end of the session
+    before = _active_learning_pks()
+    runner = CliRunner()
+    launch = runner.invoke(
+        cmd_root,
+        [
+            "launch",
+            str(structure.pk),
+            "--protocol",
+            "fast",
+            "--labeller",
+            SHARED_RUN_LABELLER,
+            "--overrides",
+            str(overrides),
+            "--daemon",
+        ],
+    )
+    assert launch.exit_code == 0, launch.output
+    (pk,) = _active_learning_pks() - before
+    node = orm.load_node(pk)
+    watch = runner.invoke(cmd_root, ["watch", str(pk), "--interval", "2"])
+    deadline = time.monotonic() + 900
+    while not node.is_terminated:  # the finished event comes just before the end
+        assert time.monotonic() < deadline, f"the shared run <{pk}> did not end in 900 s"
+        time.sleep(0.5)
+    return FinishedRun(node, structure, launch, watch, aiida_profile.process_control_backend)
+
+
+# ------------------------------------------------------------------------------------------------
+# end of finished_run
+# ------------------------------------------------------------------------------------------------

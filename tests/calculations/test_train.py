@@ -1,5 +1,6 @@
 """``TrainCalculation`` runs ``aiida-mlip-train`` for real on localhost."""
 
+import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
@@ -51,6 +52,15 @@ def test_nan_learning_rate_gives_exit_code_and_checkpoint(builder, tiny_training
         TrainCalculation.exit_codes.ERROR_DIVERGED.status,
     ), node.exit_message
     assert results["metrics"]["status"] in ("nan_loss", "diverged")
+    assert "potential" not in results
+    # the last good weights (before the poisoned epoch) come back as the restart point
+    checkpoint = results["checkpoint"]
+    assert isinstance(checkpoint, PotentialData)
+    checkpoint.verify()
+    assert checkpoint.training_set_uuid == builder.dataset.uuid
+    atoms = builder.dataset.get_atoms()[0]
+    atoms.calc = checkpoint.get_calculator(device="cpu")
+    assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
 
 
 @pytest.mark.parametrize(

@@ -80,9 +80,15 @@ def test_ramp_run_writes_every_output(al_committee, tmp_path):
         scores = list(csv.DictReader(handle))
     assert len(candidates) == len(scores) == summary["candidates"]
     assert not candidates.is_labelled
+    # a committee trained at 300 K only, ramped to 2000 K: every walker reaches the break threshold
+    # (trust_hi, 0.3 eV/A) before the end, and the frame table ends each walker on that frame
     for walker in summary["walkers"]:
-        assert walker["stop_reason"] in ("completed", "break_threshold", "exploded")
-        assert walker["stopped_early"] == (walker["stop_reason"] != "completed")
+        assert walker["stop_reason"] == "break_threshold" and walker["stopped_early"] is True
+        assert walker["steps_done"] < parameters["steps"]
+        last = [row for row in rows if int(row["walker"]) == walker["walker"]][-1]
+        assert last["stop_reason"].startswith("break_threshold")
+        assert int(last["step"]) == walker["steps_done"]
+        assert float(last["max_force_deviation"]) >= parameters["trust_hi"]
 
 
 @pytest.mark.parametrize(

@@ -90,41 +90,6 @@ def test_protocols_are_listed_and_merged():
         ActiveLearningWorkChain.get_protocol_inputs("sloppy")
 
 
-def test_command_line_on_a_finished_run(engine_code, tmp_path):
-    """status, lineage, potential list/show/export and dataset export on the run of a real loop."""
-    from click.testing import CliRunner
-
-    from aiida_mlip.cmdline import cmd_root
-    from aiida_mlip.potentials import load_calculator
-
-    overrides = {"convergence": {"max_iterations": 1, "accurate_fraction": 0.01, "patience": 1}}
-    results, node = run_get_node(al_builder(engine_code, **overrides))
-    runner = CliRunner()
-
-    def invoke(*args):
-        result = runner.invoke(cmd_root, [str(arg) for arg in args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    status = invoke("status", node.pk)
-    assert "acc.frac" in status and f"potential <{results['potential'].pk}>" in status
-    lineage = invoke("lineage", results["potential"].pk)
-    assert "labelling" in lineage and "training run(s)" in lineage
-    assert str(results["potential"].pk) in invoke("potential", "list", "--element", "Al")
-    assert "committee_size" in invoke("potential", "show", results["potential"].pk)
-    invoke("potential", "export", results["potential"].pk, tmp_path / "al.safetensors")
-    calculator = load_calculator(tmp_path / "al.safetensors", device="cpu")
-    atoms = results["dataset"].get_atoms()[0]
-    atoms.calc = calculator
-    assert np.isfinite(atoms.get_potential_energy())
-    invoke("dataset", "export", results["dataset"].pk, tmp_path / "train.extxyz")
-    from ase.io import read
-
-    assert len(read(tmp_path / "train.extxyz", index=":")) == results["dataset"].n_frames
-    watched = invoke("watch", node.pk, "--interval", "0.1")
-    assert "finished" in watched and "iteration" in watched
-
-
 def test_launch_refuses_bad_input(tmp_path):
     from click.testing import CliRunner
 

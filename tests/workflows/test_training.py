@@ -28,6 +28,7 @@ def test_nan_loss_is_restarted_with_a_lower_learning_rate(engine_code, aluminium
     )
     assert attempts[1].is_finished_ok
     assert attempts[1].inputs.parameters["lr"] == 1e9 / 1e12
-    if "checkpoint" in attempts[0].outputs:
-        assert attempts[1].inputs.parent_potential.uuid == attempts[0].outputs.checkpoint.uuid
+    # the restart goes on from the poisoned run's last good weights, not from scratch
+    assert "checkpoint" in attempts[0].outputs
+    assert attempts[1].inputs.parent_potential.uuid == attempts[0].outputs.checkpoint.uuid
     assert results["potential"].uuid == attempts[1].outputs.potential.uuid
