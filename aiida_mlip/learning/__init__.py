@@ -1,0 +1,1 @@
+"""The active-learning loop's science without AiiDA: initial structures, convergence, calibration."""
