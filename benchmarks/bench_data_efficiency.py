@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -35,12 +36,19 @@ from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-from aiida_mlip.learning.loop import run_active_learning
+from aiida_mlip.exploration.md import thermalize_momenta
 from aiida_mlip.potentials.frames import Frames
 
-STRATEGIES = ("random", "max_deviation", "window_top_k", "d_optimal", "hybrid")
+#: name in the tables -> (selection strategy, select with the trust window first). Without the window
+#: every non-accurate, non-exploded frame of the pool is eligible alike.
+STRATEGIES = {
+    "random": ("random", False),
+    "max_deviation": ("max_deviation", False),
+    "window_top_k": ("max_deviation", True),
+    "d_optimal": ("d_optimal", False),
+    "hybrid": ("hybrid", True),
+}
 WINDOWS = ((0.05, 0.35), (0.05, 0.5), (0.1, 0.5), (0.15, 1.0))
 SEEDS = (0, 1, 2)
 ITERATIONS = 4
@@ -62,14 +70,14 @@ SETTINGS = {
         "n_radial": 5,
         "l_max": 2,
         "hidden": 16,
-        "max_epochs": 40,
-        "patience": 15,
+        "max_epochs": 30,
+        "patience": 10,
         "batch_size": 4,
         "lr": 0.01,
         "valid_fraction": 0.15,
     },
     "warm_start": True,
-    "warm_start_parameters": {"lr": 0.003},
+    "warm_start_parameters": {"lr": 0.003, "max_epochs": 20},
 }
 
 
@@ -100,7 +108,9 @@ def _labelled(atoms: Atoms) -> Atoms:
     atoms.calc = EMT()
     energy, forces = atoms.get_potential_energy(), atoms.get_forces()
     stress = atoms.get_stress() if atoms.pbc.all() else None
-    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, **({"stress": stress} if stress is not None else {}))
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=energy, forces=forces, **({"stress": stress} if stress is not None else {})
+    )
     return atoms
 
 
@@ -108,8 +118,8 @@ def _md_frames(atoms: Atoms, temperature: float, count: int, seed: int, interval
     atoms = atoms.copy()
     atoms.calc = EMT()
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+    thermalize_momenta(atoms, temperature, rng=rng)
+    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
     dynamics.run(50)
     frames = []
     for _ in range(count):
@@ -150,17 +160,27 @@ def combined_rmse(record: dict, sizes: dict[str, int]) -> float:
 
 
 # ------------------------------------------------------------------ runs
-def run_one(system, strategy, seed, tests, settings, iterations) -> dict:
+def run_one(system, variant, seed, tests, settings, iterations) -> dict:
     values = json.loads(json.dumps(settings))
     values["convergence"]["max_iterations"] = iterations
+    from aiida_mlip.learning.loop import run_active_learning
+
     start = time.perf_counter()
+    strategy, windowed = STRATEGIES[variant]
     records = run_active_learning(
-        start_structures(system), EMT, values, strategy=strategy, seed=seed, test_sets=tests, log=None
+        start_structures(system),
+        EMT,
+        values,
+        strategy=strategy,
+        seed=seed,
+        windowed=windowed,
+        test_sets=tests,
+        log=None,
     )
     sizes = {name: frames.n_atoms for name, frames in tests.items()}
     return {
         "system": system,
-        "strategy": strategy,
+        "strategy": variant,
         "seed": seed,
         "window": [values["trust"]["lo"], values["trust"]["hi"]],
         "seconds": time.perf_counter() - start,
@@ -191,36 +211,71 @@ def labels_to_reach(run: dict, target: float) -> float:
     return math.inf
 
 
-def table(runs: list[dict], key: str, title: str) -> str:
-    """Markdown: one row per (system, variant), test force RMSE per iteration and labels per iteration."""
+def table(runs: list[dict], baseline: list[dict], title: str) -> str:
+    """Markdown: one row per (system, ``run["label"]``): test force RMSE per iteration (mean +- std over
+    seeds), labels per iteration, and labels needed to reach the final error of ``baseline`` (random)."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault((run["system"], run[key] if key != "window" else tuple(run["window"])), []).append(run)
+        groups.setdefault((run["system"], run["label"]), []).append(run)
     n_points = max(len(run["rmse"]) for run in runs)
-    header = ["system", title] + [f"it {i} (meV/A)" for i in range(n_points)] + ["labels per iteration", "labels to reach random's final"]
+    header = [
+        "system",
+        title,
+        *[f"it {i}" for i in range(n_points)],
+        "labels per iteration",
+        "labels to reach random's final",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (system, variant), members in groups.items():
-        cells = [system, variant if key != "window" else f"{variant[0]:g}-{variant[1]:g}"]
+    for (system, label), members in groups.items():
+        cells = [system, label]
         for index in range(n_points):
             values = [1000 * run["rmse"][index] for run in members if index < len(run["rmse"])]
-            mean, spread = _mean_spread(values)
+            mean, spread = _mean_spread(values) if values else (math.nan, math.nan)
             cells.append(f"{mean:.1f} +- {spread:.1f}" if values else "-")
-        per_iteration = np.mean([run["labelled"] for run in members if len(run["labelled"]) == n_points], axis=0)
-        cells.append(" / ".join(f"{value:.1f}" for value in per_iteration) if np.ndim(per_iteration) else "-")
-        baseline = [run for run in runs if run["system"] == system and run["strategy"] == "random" and run["window"] == members[0]["window"]] or [
-            run for run in runs if run["system"] == system and run["strategy"] == "random"
-        ]
-        if baseline:
-            target = float(np.mean([run["rmse"][-1] for run in baseline]))
+        counts = [run["labelled"] for run in members]
+        per_iteration = [np.mean([c[i] for c in counts if i < len(c)]) for i in range(max(map(len, counts)))]
+        cells.append(" / ".join(f"{value:.1f}".removesuffix(".0") for value in per_iteration))
+        reference = [run for run in baseline if run["system"] == system]
+        if reference:
+            target = float(np.mean([run["rmse"][-1] for run in reference]))
             reach = [labels_to_reach(run, target) for run in members]
             finite = [value for value in reach if math.isfinite(value)]
             cells.append(
-                f"{np.mean(finite):.0f} ({len(finite)}/{len(reach)} seeds)" if finite else f"not reached (0/{len(reach)})"
+                f"{np.mean(finite):.0f} ({len(finite)}/{len(reach)} seeds)"
+                if finite
+                else f"not reached (0/{len(reach)})"
             )
         else:
             cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def verdict(runs: list[dict]) -> list[str]:
+    """Per system: final errors ranked, and whether the best beats random beyond the seed spread."""
+    lines = []
+    for system in dict.fromkeys(run["system"] for run in runs):
+        finals = {}
+        for run in runs:
+            if run["system"] == system:
+                finals.setdefault(run["label"], []).append(1000 * run["rmse"][-1])
+        ranked = sorted(finals, key=lambda label: np.mean(finals[label]))
+        best = ranked[0]
+        text = ", ".join(
+            f"{label} {np.mean(finals[label]):.1f} +- {_mean_spread(finals[label])[1]:.1f}"
+            for label in ranked
+        )
+        line = f"- {system}: final test force RMSE (meV/A), best first: {text}."
+        if "random" in finals and best != "random":
+            gap = np.mean(finals["random"]) - np.mean(finals[best])
+            spread = _mean_spread(finals["random"])[1] + _mean_spread(finals[best])[1]
+            line += (
+                f" {best} beats random by {gap:.1f} meV/A, "
+                + ("more than" if gap > spread else "within")
+                + f" the sum of their seed spreads ({spread:.1f})."
+            )
+        lines.append(line)
+    return lines
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -233,13 +288,20 @@ def plot(runs: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(systems), figsize=(4.5 * len(systems), 3.8), squeeze=False)
     for axis, system in zip(axes[0], systems, strict=True):
         for strategy in dict.fromkeys(run["strategy"] for run in runs if run["system"] == system):
-            members = [r for r in runs if r["system"] == system and r["strategy"] == strategy and r.get("part") == "strategies"]
+            members = [r for r in runs if r["system"] == system and r["strategy"] == strategy]
             if not members:
                 continue
             n_points = min(len(r["rmse"]) for r in members)
             labels = np.mean([r["labels"][:n_points] for r in members], axis=0)
             values = 1000 * np.array([r["rmse"][:n_points] for r in members])
-            axis.errorbar(labels, values.mean(0), yerr=values.std(0, ddof=1) if len(members) > 1 else None, marker="o", capsize=3, label=strategy)
+            axis.errorbar(
+                labels,
+                values.mean(0),
+                yerr=values.std(0, ddof=1) if len(members) > 1 else None,
+                marker="o",
+                capsize=3,
+                label=strategy,
+            )
         axis.set(title=f"EMT {system}", xlabel="labels used", ylabel="test force RMSE (meV/Å)")
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -249,16 +311,24 @@ def plot(runs: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Al only, seed 0, 2 iterations, random and hybrid")
+    parser.add_argument(
+        "--quick", action="store_true", help="Al only, seed 0, 2 iterations, random and hybrid"
+    )
     parser.add_argument("--systems", nargs="+", default=["Al", "Cu", "CuAu"])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--iterations", type=int, default=ITERATIONS)
     parser.add_argument("--no-windows", action="store_true", help="skip the trust-window comparison")
     parser.add_argument("--output", default="benchmarks/results")
     args = parser.parse_args()
     if args.quick:
-        args.systems, args.strategies, args.seeds, args.iterations, args.no_windows = ["Al"], ["random", "hybrid"], [0], 2, True
+        args.systems, args.strategies, args.seeds, args.iterations, args.no_windows = (
+            ["Al"],
+            ["random", "hybrid"],
+            [0],
+            2,
+            True,
+        )
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -269,7 +339,7 @@ def main() -> None:
         for strategy in args.strategies:
             for seed in args.seeds:
                 run = run_one(system, strategy, seed, tests, SETTINGS, args.iterations)
-                run["part"] = "strategies"
+                run["label"] = strategy
                 runs.append(run)
                 print(
                     f"{system:5s} {strategy:14s} seed {seed}: RMSE meV/A "
@@ -277,16 +347,23 @@ def main() -> None:
                     + f", labelled {run['labelled']} in {run['seconds']:.0f} s",
                     flush=True,
                 )
-    window_runs = []
+    window_runs, extra_runs = [], []
     if not args.no_windows:
         tests = test_sets("Al")
+        default = (SETTINGS["trust"]["lo"], SETTINGS["trust"]["hi"])
+        for run in runs:
+            if run["system"] == "Al" and run["strategy"] == "hybrid":
+                window_runs.append({**run, "label": f"{default[0]:g}-{default[1]:g}"})
         for lo, hi in WINDOWS:
+            if (lo, hi) == default:
+                continue  # the strategy runs above
             settings = json.loads(json.dumps(SETTINGS))
             settings["trust"] = {"lo": lo, "hi": hi}
             for seed in args.seeds:
                 run = run_one("Al", "hybrid", seed, tests, settings, args.iterations)
-                run["part"] = "windows"
+                run["label"] = f"{lo:g}-{hi:g}"
                 window_runs.append(run)
+                extra_runs.append(run)
                 print(
                     f"Al    hybrid window {lo:g}-{hi:g} seed {seed}: RMSE meV/A "
                     + " ".join(f"{1000 * v:.0f}" for v in run["rmse"])
@@ -298,7 +375,7 @@ def main() -> None:
     text = [
         "# Data efficiency (EMT, AiiDA-free loop)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data_efficiency.py{' --quick' if args.quick else ''}`; "
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data_efficiency.py {' '.join(sys.argv[1:])}`; "
         f"{len(args.seeds)} seed(s), {args.iterations} iterations, budget {BUDGET}, start cells 32 + 31 atoms, "
         f"trust window {SETTINGS['trust']['lo']}-{SETTINGS['trust']['hi']} eV/A unless stated; {elapsed / 60:.1f} min in all.",
         "Iteration 0 is the committee trained on the initial set. RMSE: test force RMSE of the committee mean over "
@@ -306,15 +383,24 @@ def main() -> None:
         "",
         "## Strategies",
         "",
-        table(runs, "strategy", "strategy"),
+        table(runs, [run for run in runs if run["strategy"] == "random"], "strategy"),
+        "",
+        *verdict(runs),
     ]
     if window_runs:
-        text += ["", "## Trust windows (hybrid, Al)", "", table(window_runs + [r for r in runs if r["system"] == "Al" and r["strategy"] == "random"], "window", "window lo-hi (eV/A)")]
+        baseline = [run for run in runs if run["system"] == "Al" and run["strategy"] == "random"]
+        text += [
+            "",
+            "## Trust windows (hybrid, Al)",
+            "",
+            table(window_runs, baseline, "window lo-hi (eV/A)"),
+            "",
+            *verdict(window_runs),
+        ]
     report = "\n".join(text) + "\n"
     print(report)
     (output / "data_efficiency.md").write_text(report)
-    slim = [{key: value for key, value in run.items() if key != "records"} | {"records": run["records"]} for run in runs + window_runs]
-    (output / "data_efficiency.json").write_text(json.dumps(slim, indent=1, default=float))
+    (output / "data_efficiency.json").write_text(json.dumps(runs + extra_runs, indent=1, default=float))
     plot(runs, output / "data_efficiency.png")
 
 

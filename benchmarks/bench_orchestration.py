@@ -83,8 +83,12 @@ def temporary_profile(kind: str):
             import psycopg
 
             database = f"aiida_mlip_bench_{secrets.token_hex(6)}"
-            with psycopg.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE \"{database}\" OWNER postgres ENCODING 'UTF8' TEMPLATE template0")
+            with psycopg.connect(
+                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
+            ) as conn:
+                conn.execute(
+                    f"CREATE DATABASE \"{database}\" OWNER postgres ENCODING 'UTF8' TEMPLATE template0"
+                )
             storage = (
                 "core.psql_dos",
                 {
@@ -140,7 +144,9 @@ def temporary_profile(kind: str):
         if database is not None:
             import psycopg
 
-            with psycopg.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True) as conn:
+            with psycopg.connect(
+                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
+            ) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(directory, ignore_errors=True)
         if previous is None:
@@ -160,13 +166,17 @@ def starting_point(directory: Path):
     from ase.calculators.emt import EMT
 
     from aiida_mlip.engine.label import label_frames
-    from aiida_mlip.potentials.frames import Frames
     from aiida_mlip.learning.initial import InitialSettings, initial_structures
     from aiida_mlip.potentials.committee import save_committee
+    from aiida_mlip.potentials.frames import Frames
     from aiida_mlip.potentials.train import train_committee
 
     images = initial_structures([cell()], InitialSettings(copies_per_structure=15, rattle=0.08))
-    frames, _, _ = label_frames(Frames.from_atoms(images, require_labels=False), {"calculator": f"{EMT.__module__}.EMT"}, log=lambda *a, **k: None)
+    frames, _, _ = label_frames(
+        Frames.from_atoms(images, require_labels=False),
+        {"calculator": f"{EMT.__module__}.EMT"},
+        log=lambda *a, **k: None,
+    )
     result = train_committee(frames, {**TRAINING, "max_epochs": 20}, device="cpu", log=None)
     path = directory / "model.safetensors"
     save_committee(result.model, path)
@@ -286,7 +296,9 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for row in rows:
-        steps = " / ".join(f"{row['times'].get(step, float('nan')):.0f}" for step in ("explore", "select", "label", "train"))
+        steps = " / ".join(
+            f"{row['times'].get(step, float('nan')):.0f}" for step in ("explore", "select", "label", "train")
+        )
         lines.append(
             f"| {row['kind']} | {row['labelled']} | {row['walkers']} ({row['explore_jobs']}) | {row['explored']} | {row['wall_s']:.0f} | "
             f"{row['nodes']} | {row['s_per_label']:.2f} | {steps} | {row['exit_status']} |"

@@ -163,7 +163,9 @@ def _test_frames(test_sets) -> dict[str, Frames]:
 
 def _test_errors(model, test_sets: Mapping[str, Frames]) -> dict[str, float]:
     """Force RMSE of the committee mean on each test set, eV/Angstrom."""
-    return {name: float(evaluate_frames(model, frames)["mean"]["forces"]) for name, frames in test_sets.items()}
+    return {
+        name: float(evaluate_frames(model, frames)["mean"]["forces"]) for name, frames in test_sets.items()
+    }
 
 
 def _train(dataset: Frames, config: dict, init, device: str):
@@ -177,6 +179,7 @@ def run_active_learning(
     settings: LoopSettings | Mapping[str, Any] | None = None,
     strategy: str | None = None,
     seed: int = 0,
+    windowed: bool = True,
     test_sets: Mapping[str, Sequence[Atoms] | Frames] | None = None,
     dataset: Frames | None = None,
     model=None,
@@ -199,6 +202,9 @@ def run_active_learning(
     seed
         Seed of the run: it shifts the MD seeds and sets the selection's and the training's. The
         initial structures keep ``initial.seed``, so runs with different seeds share them.
+    windowed
+        Select with the trust window (its frames first, then the top-up from above ``hi``); False:
+        every frame of the pool is eligible alike (the strategy alone decides).
     test_sets
         Name -> labelled frames (energy eV, forces eV/Angstrom); the force RMSE of the committee
         mean on each is recorded after every training.
@@ -285,7 +291,12 @@ def run_active_learning(
             images = [atoms for atoms, _ in pool]
             scores = {"max_force_deviation": np.array([check.max_force_deviation for _, check in pool])}
             outcome = select_batch(
-                images, selection, window, calculator=calculator, scores=scores, training=dataset.to_atoms()
+                images,
+                selection,
+                window if windowed else None,
+                calculator=calculator,
+                scores=scores,
+                training=dataset.to_atoms(),
             )
             picked = [images[index] for index in outcome.indices]
             record["labels_origin"] = dict(outcome.info.get("origin", {}))
@@ -297,7 +308,9 @@ def run_active_learning(
         record["times"]["select"] = time.perf_counter() - began
 
         began = time.perf_counter()
-        tags = [f"iteration{iteration}_walker{atoms.info['walker']}_step{atoms.info['step']}" for atoms in picked]
+        tags = [
+            f"iteration{iteration}_walker{atoms.info['walker']}_step{atoms.info['step']}" for atoms in picked
+        ]
         labelled, failed = _label(picked, labeller, tags)
         record.update(n_labelled=0 if labelled is None else len(labelled), n_label_failures=failed)
         record["times"]["label"] = time.perf_counter() - began
@@ -355,7 +368,9 @@ def _training_fields(metrics: Mapping[str, Any], status: str) -> dict[str, Any]:
 
 
 def _summary(record: Mapping[str, Any]) -> str:
-    tests = ", ".join(f"{name} {1000 * value:.0f}" for name, value in record.get("test_rmse_forces", {}).items())
+    tests = ", ".join(
+        f"{name} {1000 * value:.0f}" for name, value in record.get("test_rmse_forces", {}).items()
+    )
     text = (
         f"iteration {record['iteration']}: {record.get('n_labelled', 0)} labelled "
         f"({record.get('labels_origin', {})}), {record.get('n_labels_total')} in all"

@@ -46,7 +46,9 @@ def rattled_test_frames(count=4, amplitude=0.1):
         atoms = aluminium()
         atoms.positions += rng.normal(0.0, amplitude, atoms.positions.shape)
         atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces()
+        )
         images.append(atoms)
     return images
 
