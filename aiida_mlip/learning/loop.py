@@ -168,8 +168,8 @@ def _test_errors(model, test_sets: Mapping[str, Frames]) -> dict[str, float]:
     }
 
 
-def _train(dataset: Frames, config: dict, init, device: str):
-    result = train_committee(dataset, config, init=init, device=device, log=None)
+def _train(dataset: Frames, config: dict, init, device: str, parent_frames=None):
+    result = train_committee(dataset, config, init=init, device=device, log=None, parent_frames=parent_frames)
     return result, result.metrics
 
 
@@ -224,7 +224,9 @@ def run_active_learning(
         "top_up_above_hi": 2}``), ``stop_reason`` (of the selection), ``n_labels_total`` (frames in
         the dataset after the iteration), ``test_rmse_forces`` (name -> eV/Angstrom),
         ``calibration`` (the fit on this iteration's new labels, previous committee),
-        ``trust`` (``lo``, ``hi``, ``source``), ``training_status``, ``epochs_run``,
+        ``trust`` (``lo``, ``hi``, ``source``), ``training_status`` (of the warm start),
+        ``retrained_from_scratch`` (after a ``no_improvement``), ``epochs_run``, ``new_frames`` (warm
+        start: the new labels' count and force RMSE before and after training, eV/Angstrom),
         ``convergence`` (the decision) and ``times`` (explore, select, label, calibrate, train,
         test; seconds). Record 0 is the initial training.
 
@@ -252,10 +254,11 @@ def run_active_learning(
         record.update(n_labelled=len(dataset), n_label_failures=failed)
         record["labels_origin"] = {"initial": len(dataset)}
     record["times"]["label"] = time.perf_counter() - start
+    known_frames = None  # fingerprints of the frames the current committee was trained on
     if model is None:
         began = time.perf_counter()
         result, metrics = _train(dataset, training, None, device)
-        model = result.model
+        model, known_frames = result.model, result.training_frames
         record["times"]["train"] = time.perf_counter() - began
         record.update(_training_fields(metrics, result.status))
     began = time.perf_counter()
@@ -332,14 +335,25 @@ def run_active_learning(
             began = time.perf_counter()
             dataset = Frames.concatenate([dataset, labelled])
             config = {**training, **settings.warm_start_parameters} if settings.warm_start else training
-            result, metrics = _train(dataset, config, model if settings.warm_start else None, device)
+            if settings.warm_start:
+                result, metrics = _train(dataset, config, model, device, parent_frames=known_frames)
+            else:
+                result, metrics = _train(dataset, config, None, device)
+            record.update(_training_fields(metrics, result.status))
             retrained = False
-            if result.status == "no_improvement":
+            if result.status == "no_improvement":  # as the work chain: retrain from scratch once
                 result, metrics = _train(dataset, training, None, device)
                 retrained = True
             if result.status in ("ok", "no_improvement"):
-                model = result.model
-            record.update(_training_fields(metrics, result.status))
+                model, known_frames = result.model, result.training_frames
+            if retrained:
+                record.update(
+                    {
+                        key: value
+                        for key, value in _training_fields(metrics, result.status).items()
+                        if key != "training_status"
+                    }
+                )
             record["retrained_from_scratch"] = retrained
             record["times"]["train"] = time.perf_counter() - began
 
@@ -359,12 +373,18 @@ def run_active_learning(
 
 def _training_fields(metrics: Mapping[str, Any], status: str) -> dict[str, Any]:
     valid = metrics.get("valid", {}).get("mean") or metrics.get("train", {}).get("mean") or {}
-    return {
+    fields = {
         "training_status": status,
         "epochs_run": metrics.get("epochs_run", metrics.get("epochs")),
         "rmse_forces": valid.get("forces"),
         "rmse_energy": valid.get("energy_per_atom"),
     }
+    new = metrics.get("new_frames")
+    if new:  # warm start: the new labels' force RMSE (eV/Angstrom) under the parent and after training
+        fields["new_frames"] = {
+            key: new.get(key) for key in ("n", "n_valid", "forces_before", "forces_after")
+        }
+    return fields
 
 
 def _summary(record: Mapping[str, Any]) -> str:

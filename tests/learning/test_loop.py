@@ -91,6 +91,9 @@ def test_two_iterations_record_where_labels_came_from():
             assert record["calibration"]["fallback"]  # 3 pairs < 10
             assert record["training_status"] in ("ok", "no_improvement")
             assert record["epochs_run"] >= 1
+            # the warm start knew which labels were new: the parent's training frames were passed on
+            assert record["new_frames"]["n"] == record["n_labelled"]
+            assert record["new_frames"]["forces_before"] > 0 and record["new_frames"]["forces_after"] > 0
     assert iterations[-1]["convergence"]["stop"]
     assert iterations[-1]["convergence"]["criterion"] in ("max_iterations", "converged", "no_new_labels")
     assert len(lines) == 3 and lines[0].startswith("iteration 0: 6 labelled")
