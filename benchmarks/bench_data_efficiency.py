@@ -311,6 +311,16 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def progress(run: dict, name: str) -> None:
+    """One line per run: test force RMSE per iteration and labels per iteration."""
+    errors = " ".join(f"{1000 * value:.0f}" for value in run["rmse"])
+    print(
+        f"{run['system']:5s} {name:14s} seed {run['seed']}: RMSE meV/A {errors}, "
+        f"labelled {run['labelled']} in {run['seconds']:.0f} s",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -343,12 +353,7 @@ def main() -> None:
                 run = run_one(system, strategy, seed, tests, SETTINGS, args.iterations)
                 run["label"] = strategy
                 runs.append(run)
-                print(
-                    f"{system:5s} {strategy:14s} seed {seed}: RMSE meV/A "
-                    + " ".join(f"{1000 * v:.0f}" for v in run["rmse"])
-                    + f", labelled {run['labelled']} in {run['seconds']:.0f} s",
-                    flush=True,
-                )
+                progress(run, strategy)
     window_runs, extra_runs = [], []
     if not args.no_windows:
         tests = test_sets("Al")
@@ -366,12 +371,7 @@ def main() -> None:
                 run["label"] = f"{lo:g}-{hi:g}"
                 window_runs.append(run)
                 extra_runs.append(run)
-                print(
-                    f"Al    hybrid window {lo:g}-{hi:g} seed {seed}: RMSE meV/A "
-                    + " ".join(f"{1000 * v:.0f}" for v in run["rmse"])
-                    + f", labelled {run['labelled']} in {run['seconds']:.0f} s",
-                    flush=True,
-                )
+                progress(run, f"hybrid window {lo:g}-{hi:g}")
     elapsed = time.perf_counter() - start
 
     text = [

@@ -5,7 +5,7 @@ convergence check), submitted to a running daemon, at a budget of ``n`` labels. 
 cheap so that what is measured is the platform: 8-atom EMT aluminium cells, enough walkers for a
 pool of more than ``n`` frames (40 checked frames each; up to 10 walkers per exploration job, one
 job per temperature, at 300, 310, 320... K), a trust window that makes every frame a candidate,
-the default ``hybrid`` selection, EMT labels in jobs of ``max_structures_per_job`` (20) frames, one
+``random`` selection, EMT labels in jobs of ``max_structures_per_job`` (20) frames, one
 training epoch of a tiny committee. The initial dataset and committee are given as inputs, so no
 initial labelling or training runs.
 
@@ -32,15 +32,22 @@ import json
 import os
 import secrets
 import shutil
-import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-POSTGRES = ("127.0.0.1", 5432)
-RABBITMQ = ("127.0.0.1", 5672)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.conftest
+from tests.conftest import (  # noqa: E402  (the test suite's service addresses and database helpers)
+    POSTGRES,
+    RABBITMQ,
+    _create_postgres_database,
+    _drop_postgres_database,
+    _reachable,
+)
+
 KINDS = ("sqlite+zeromq", "psql+rabbitmq")
 CHECKS_PER_WALKER = 40
 WALKERS_PER_JOB = 10
@@ -55,14 +62,6 @@ TRAINING = {
     "batch_size": 16,
     "bootstrap": False,
 }
-
-
-def _reachable(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -80,15 +79,8 @@ def temporary_profile(kind: str):
     try:
         config = get_config(create=True)
         if kind == "psql+rabbitmq":
-            import psycopg
-
             database = f"aiida_mlip_bench_{secrets.token_hex(6)}"
-            with psycopg.connect(
-                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(
-                    f"CREATE DATABASE \"{database}\" OWNER postgres ENCODING 'UTF8' TEMPLATE template0"
-                )
+            _create_postgres_database(database)
             storage = (
                 "core.psql_dos",
                 {
@@ -142,12 +134,7 @@ def temporary_profile(kind: str):
 
             get_manager().unload_profile()
         if database is not None:
-            import psycopg
-
-            with psycopg.connect(
-                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            _drop_postgres_database(database)
         shutil.rmtree(directory, ignore_errors=True)
         if previous is None:
             os.environ.pop("AIIDA_PATH", None)
@@ -208,7 +195,7 @@ def one_iteration(n_labels: int, frames, model_path: Path, timeout: float) -> di
             "schedule": [{"temperatures": [300.0 + 10.0 * job for job in range(jobs)]}],
         },
         "trust": {"lo": 0.0, "hi": 50.0},
-        "selection": {"strategy": "hybrid", "budget": n_labels},
+        "selection": {"strategy": "random", "budget": n_labels},
         "convergence": {"max_iterations": 1, "accurate_fraction": 1.0},
         "training": TRAINING,
         "warm_start": False,
@@ -290,7 +277,7 @@ def main() -> None:
         "",
         "Command: `python benchmarks/bench_orchestration.py --labels "
         + " ".join(map(str, args.labels))
-        + "`; one daemon worker; 8-atom EMT Al, hybrid selection, EMT labels in jobs of 20 frames, one training epoch.",
+        + "`; one daemon worker; 8-atom EMT Al, random selection, EMT labels in jobs of 20 frames, one training epoch.",
         "",
         "| profile | labels | walkers (jobs) | frames explored | wall (s) | nodes | s per label | explore / select / label / train (s) | exit |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
