@@ -349,6 +349,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
         status = metrics.get("status", "ok")
         self.ctx.record.setdefault("training_status", status)
+        times = self.ctx.record.setdefault("times", {})
+        times["train"] = times.get("train", 0.0) + _span(node)
         if status == "no_improvement" and not self.ctx.record.get("retrained_from_scratch"):
             self.report(
                 f"training <{node.pk}>: no_improvement: the warm-started committee did not beat its parent "
@@ -364,8 +366,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             rmse_forces=valid.get("forces"),
             n_train_frames=self.ctx.dataset.n_frames,
         )
-        times = self.ctx.record.setdefault("times", {})
-        times["train"] = times.get("train", 0.0) + _span(node)
         self._event(
             "train",
             status=status,
