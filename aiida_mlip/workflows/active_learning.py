@@ -18,7 +18,6 @@ import math
 import tempfile
 import time
 
-import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
@@ -30,6 +29,7 @@ from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.history import close_record, exploration_fields, new_record
 from aiida_mlip.learning.convergence import ALL_FAILED, NO_NEW_LABELS, decide
+from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.workflows.active_learning_inputs import (
     builder_from_protocol,
@@ -49,28 +49,10 @@ __all__ = ("ActiveLearningWorkChain", "generate_initial_structures")
 def generate_initial_structures(structures: StructureSetData, parameters: orm.Dict) -> StructureSetData:
     """Return each structure followed by ``copies_per_structure`` rattled and strained copies of it.
 
-    ``rattle``: standard deviation of the Gaussian displacements, Angstrom; ``strain``: largest
-    component of the random symmetric strain; ``seed``: of the random numbers. The copies' amplitudes
-    go linearly from a third of these values to the full values, so that the first committee sees
-    both small and large distortions.
+    The ``initial`` block (:class:`~aiida_mlip.learning.initial.InitialSettings`) as a ``Dict``; see
+    :func:`~aiida_mlip.learning.initial.initial_structures` for what the copies are.
     """
-    settings = parameters.get_dict()
-    rng = np.random.default_rng(settings.get("seed", 0))
-    images = []
-    for index, atoms in enumerate(structures.get_atoms()):
-        atoms.calc = None
-        atoms.info["config_type"] = f"initial_{index}"
-        images.append(atoms)
-        copies = settings["copies_per_structure"]
-        for number in range(copies):
-            # amplitudes grow from a third of the given ones to the full ones: near and far from equilibrium
-            scale = (1 + 2 * number / max(copies - 1, 1)) / 3
-            copy = atoms.copy()
-            strain = rng.uniform(-settings["strain"], settings["strain"], (3, 3)) * scale
-            copy.set_cell(copy.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
-            copy.positions += rng.normal(0.0, settings["rattle"] * scale, copy.positions.shape)
-            copy.info["config_type"] = f"initial_{index}_rattled"
-            images.append(copy)
+    images = initial_structures(structures.get_atoms(), InitialSettings.from_mapping(parameters.get_dict()))
     return StructureSetData(Frames.from_atoms(images, require_labels=False))
 
 
