@@ -144,3 +144,54 @@ def test_no_improvement_retrains_once_from_scratch(workchain, monkeypatch):
     record = process.ctx.record
     assert record["training_status"] == "no_improvement" and record["retrained_from_scratch"]
     assert record["times"]["train"] == 2.0
+
+
+def test_calibration_is_an_output_with_provenance_and_sets_the_window(
+    workchain, tiny_potential, aluminium_dataset
+):
+    """New labels calibrate the committee that has not seen them; a target error picks the next window."""
+    process = workchain(trust={"lo": 0.02, "hi": 5.0, "target_force_error": 0.1})
+    process.ctx.potential = tiny_potential
+    explored(process, 1, accurate=5, candidate=11, failed=0, selected=16, labelled=16)
+    process._calibrate(aluminium_dataset)
+
+    calibration = process.outputs["calibration"]["iteration_1"]
+    diagram = process.outputs["reliability_diagram"]["iteration_1"]
+    creator = calibration.creator
+    assert creator.process_label == "calibrate_uncertainty" and diagram.creator.pk == creator.pk
+    assert {link.link_label: link.node.pk for link in creator.base.links.get_incoming().all()} == {
+        "potential": tiny_potential.pk,
+        "labels": aluminium_dataset.pk,
+    }
+    # (the CALL link from the work chain exists in a real run only: see test_active_learning.py)
+    assert diagram.get_content(mode="rb")[:8] == b"\x89PNG\r\n\x1a\n"
+    fit, pairs = calibration["fit"], calibration["pairs"]
+    assert fit["n_pairs"] == len(pairs["predicted"]) == aluminium_dataset.n_frames
+    assert not fit["fallback"] and fit["factor"] > 0
+
+    # the history records it and the next window comes from it: lo = target / factor, hi = 5 lo
+    summary = process.ctx.record["calibration"]
+    assert summary["factor"] == pytest.approx(fit["factor"])
+    assert summary["spearman"] == fit["spearman"]
+    window = process.ctx.window
+    assert window["lo"] == pytest.approx(0.1 / max(fit["factor"], *fit["per_element"].values()))
+    assert window["hi"] == pytest.approx(5 * window["lo"])
+    assert window["source"] == "calibration of iteration 1 for target 0.1 eV/A"
+
+
+def test_too_few_calibration_pairs_keep_the_fixed_window(workchain, tiny_potential, aluminium_dataset):
+    from aiida_mlip.data.dataset import DatasetData
+
+    process = workchain(trust={"lo": 0.02, "hi": 5.0, "target_force_error": 0.1})
+    process.ctx.potential = tiny_potential
+    explored(process, 1, accurate=5, candidate=4, failed=0, selected=4, labelled=4)
+    few = DatasetData.from_atoms(aluminium_dataset.get_atoms()[:4]).store()
+    process._calibrate(few)
+    assert process.outputs["calibration"]["iteration_1"]["fit"]["fallback"]
+    assert process.ctx.window == {"lo": 0.02, "hi": 5.0, "source": "fixed"}
+
+
+@pytest.mark.parametrize("target", [0.0, -0.1])
+def test_target_force_error_must_be_positive(workchain, target):
+    with pytest.raises(ValueError, match="target_force_error"):
+        workchain(trust={"lo": 0.02, "hi": 5.0, "target_force_error": target})
