@@ -22,18 +22,18 @@ import time
 
 import numpy as np
 
-#: The demo's settings over the ``fast`` protocol (units: K, fs, eV/Angstrom).
+#: The demo's settings over the ``fast`` protocol (units: K, fs, eV/Angstrom); the trust window and
+#: break threshold are the defaults (:class:`~aiida_mlip.selection.trust.TrustWindow`).
 DEMO_OVERRIDES = {
     "initial": {"copies_per_structure": 24, "rattle": 0.15, "strain": 0.04},
     "exploration": {
-        "md": {"steps": 400, "timestep": 2.0, "check_interval": 10, "walkers": 1, "break_threshold": 2.0},
+        "md": {"steps": 400, "timestep": 2.0, "check_interval": 10, "walkers": 1},
         "schedule": [
             {"temperatures": [300, 600]},
             {"temperatures": [600, 900]},
             {"temperatures": [[300, 900]]},
         ],
     },
-    "trust": {"lo": 0.15, "hi": 1.0},
     "selection": {"budget": 10},
     "convergence": {"accurate_fraction": 0.9, "patience": 1, "max_iterations": 8},
     "training": {

@@ -76,14 +76,14 @@ def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
     ("overrides", "message"),
     [
         ({"trust": {"lo": 0.5, "hi": 0.1}}, "lo < hi"),
-        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown selection strategy"),
+        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown strategy 'nope'"),
         (
             {"exploration": {"md": {}, "schedule": [{"temperatures": [-10]}]}},
             "temperature must be non-negative",
         ),
         ({"convergence": {"max_iterations": 0, "accurate_fraction": 0.9}}, "max_iterations"),
         ({"convergence": {"max_iterations": 2, "patiense": 2}}, "did you mean `patience`"),
-        ({"selection": {"budget": 0}}, "budget must be at least 1"),
+        ({"selection": {"budget": 0}}, r"selection.budget`: .*greater than or equal to 1"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(engine_code, overrides, message):
