@@ -36,6 +36,8 @@ COLUMNS = (
     ("candidate", "n_candidate", "{:d}"),
     ("failed", "n_failed", "{:d}"),
     ("acc.frac", "accurate_fraction", "{:.3f}"),
+    ("trust lo", "trust.lo", "{:.3f}"),
+    ("trust hi", "trust.hi", "{:.3f}"),
     ("selected", "n_selected", "{:d}"),
     ("labelled", "n_labelled", "{:d}"),
     ("train set", "n_train_frames", "{:d}"),

@@ -181,7 +181,7 @@ def decide(
             True,
             True,
             CONVERGED,
-            f"converged: {accuracy} for {streak} iteration(s) in a row (patience {settings.patience})"
+            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})"
             + rmse_text,
         )
     iteration = int(record.get("iteration") or len(history) + 1)

@@ -31,6 +31,7 @@ from aiida_mlip.history import close_record, exploration_fields, new_record
 from aiida_mlip.learning.convergence import ALL_FAILED, NO_NEW_LABELS, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.selection.trust import TrustWindow
 from aiida_mlip.workflows.active_learning_inputs import (
     builder_from_protocol,
     explore_parameters,
@@ -246,8 +247,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.potential = self.inputs.get("potential")
         self.ctx.record = {}
         self.ctx.retrain_from_scratch = False
-        trust = self.inputs.trust.get_dict()
-        self.ctx.window = {"lo": trust["lo"], "hi": trust["hi"], "source": "fixed"}
+        trust = TrustWindow.from_mapping(self.inputs.trust.get_dict())
+        self.ctx.window = {"lo": trust.lo, "hi": trust.hi, "source": "fixed"}
 
     def needs_initial_dataset(self):
         return self.ctx.dataset is None and self.ctx.potential is None
@@ -331,6 +332,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
         status = metrics.get("status", "ok")
         self.ctx.record.setdefault("training_status", status)
+        times = self.ctx.record.setdefault("times", {})
+        times["train"] = times.get("train", 0.0) + _span(node)
         if status == "no_improvement" and not self.ctx.record.get("retrained_from_scratch"):
             self.report(
                 f"training <{node.pk}>: no_improvement: the warm-started committee did not beat its parent "
@@ -346,8 +349,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             rmse_forces=valid.get("forces"),
             n_train_frames=self.ctx.dataset.n_frames,
         )
-        times = self.ctx.record.setdefault("times", {})
-        times["train"] = times.get("train", 0.0) + _span(node)
         self._event(
             "train",
             status=status,
@@ -413,8 +414,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def run_selection(self):
         """Pick this iteration's batch among the candidates."""
         parameters = dict(self.inputs.selection.get_dict())
-        parameters.setdefault("lo", self.ctx.window["lo"])
-        parameters.setdefault("hi", self.ctx.window["hi"])
+        parameters["trust"] = {"lo": self.ctx.window["lo"], "hi": self.ctx.window["hi"]}
         parameters.setdefault("seed", self.ctx.iteration)
         inputs = self.exposed_inputs(SelectCalculation, namespace="select")
         inputs.update(pool=self.ctx.candidates, potential=self.ctx.potential, parameters=orm.Dict(parameters))

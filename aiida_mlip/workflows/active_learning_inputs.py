@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from aiida import orm
 
-from aiida_mlip.calculations.select import validate_parameters as validate_selection_parameters
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.learning.convergence import ConvergenceSettings
+from aiida_mlip.selection.settings import SelectionSettings
+from aiida_mlip.selection.trust import TrustWindow
 from aiida_mlip.settings import SettingsError
 
 __all__ = ("builder_from_protocol", "explore_parameters", "validate_inputs")
@@ -24,8 +25,7 @@ def explore_parameters(md: dict, entry: dict, trust: dict) -> dict:
         {key: value for key, value in entry.items() if key not in ("temperatures", "pressures")}
     )
     parameters.pop("watch_gamma", None)
-    parameters.setdefault("trust_lo", trust["lo"])
-    parameters.setdefault("trust_hi", trust["hi"])
+    parameters.setdefault("trust", {key: trust[key] for key in ("lo", "hi") if key in trust})
     return parameters
 
 
@@ -34,19 +34,12 @@ def validate_inputs(inputs, _):
     from aiida_mlip.exploration.parameters import ExploreParameters
 
     trust = inputs["trust"].get_dict() if "trust" in inputs else {}
-    lo, hi = trust.get("lo"), trust.get("hi")
-    if lo is None or hi is None or not 0 <= lo < hi:
-        return f"the trust window needs 0 <= lo < hi (eV/Angstrom), got lo={lo}, hi={hi}"
-    target = trust.get("target_force_error")
-    if target is not None and not (isinstance(target, int | float) and target > 0):
-        return f"trust.target_force_error must be a positive force error (eV/Angstrom), got {target!r}"
-    if "selection" in inputs:
-        message = validate_selection_parameters(inputs["selection"], None)
-        if message:
-            return message
-        budget = inputs["selection"].get_dict().get("budget")
-        if budget < 1:
-            return f"selection.budget must be at least 1 (a budget of 0 labels nothing and cannot converge), got {budget}"
+    try:
+        TrustWindow.from_mapping(trust)
+        if "selection" in inputs:
+            SelectionSettings.from_mapping(inputs["selection"].get_dict())
+    except ValueError as exception:
+        return str(exception)
     exploration = inputs["exploration"].get_dict() if "exploration" in inputs else {}
     schedule = exploration.get("schedule") or []
     if not schedule:
