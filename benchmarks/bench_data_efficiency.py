@@ -280,7 +280,9 @@ def verdict(runs: list[dict]) -> list[str]:
     return lines
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def plot(runs: list[dict], path: Path, legend: str = "strategy") -> None:
+    """Learning curves (test force RMSE against labels used, mean and std over seeds), one panel per system,
+    one curve per ``run["label"]``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,8 +291,8 @@ def plot(runs: list[dict], path: Path) -> None:
     systems = sorted({run["system"] for run in runs})
     figure, axes = plt.subplots(1, len(systems), figsize=(4.5 * len(systems), 3.8), squeeze=False)
     for axis, system in zip(axes[0], systems, strict=True):
-        for strategy in dict.fromkeys(run["strategy"] for run in runs if run["system"] == system):
-            members = [r for r in runs if r["system"] == system and r["strategy"] == strategy]
+        for label in dict.fromkeys(run["label"] for run in runs if run["system"] == system):
+            members = [r for r in runs if r["system"] == system and r["label"] == label]
             if not members:
                 continue
             n_points = min(len(r["rmse"]) for r in members)
@@ -302,10 +304,10 @@ def plot(runs: list[dict], path: Path) -> None:
                 yerr=values.std(0, ddof=1) if len(members) > 1 else None,
                 marker="o",
                 capsize=3,
-                label=strategy,
+                label=label,
             )
         axis.set(title=f"EMT {system}", xlabel="labels used", ylabel="test force RMSE (meV/Å)")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, title=legend, title_fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -404,6 +406,8 @@ def main() -> None:
     (output / "data_efficiency.md").write_text(report)
     (output / "data_efficiency.json").write_text(json.dumps(runs + extra_runs, indent=1, default=float))
     plot(runs, output / "data_efficiency.png")
+    if window_runs:
+        plot(window_runs, output / "data_efficiency_windows.png", legend="hybrid, window (eV/A)")
 
 
 if __name__ == "__main__":
