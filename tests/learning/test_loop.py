@@ -117,11 +117,35 @@ def test_the_seed_changes_the_run_but_not_the_initial_set():
         ({"exploration": {"md": {"steps": 10}, "shedule": []}}, "unknown key `exploration.shedule`"),
         ({"exploration": {"schedule": [{"temperatures": []}]}}, "schedule entry 0 has no temperatures"),
         ({"exploration": {"md": {"stepz": 10}}}, "stepz"),
+        ({"exploration": {"watch_gamma": True}}, "watches the committee deviation only"),
+        ({"training": {"hiden": 8}}, "unknown key `training.hiden`; did you mean `hidden`?"),
+        ({"warm_start_parameters": {"lr": -1.0}}, "warm_start_parameters.lr"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(settings, message):
     with pytest.raises((SettingsError, ValueError), match=message.replace("?", r"\?")):
         LoopSettings.from_mapping(settings)
+
+
+def test_one_exploration_job_per_temperature_and_pressure():
+    settings = LoopSettings.from_mapping(
+        {
+            "exploration": {
+                "md": {"ensemble": "npt", "steps": 10},
+                "schedule": [{"temperatures": [300, [600, 900]], "pressures": [0.0, 1.0]}],
+            }
+        }
+    )
+    window = settings.trust
+    jobs = settings.exploration_jobs(3, window, seed=2)  # past the schedule's end: its last entry
+    assert [(job.temperature, job.pressure) for job in jobs] == [
+        ((300.0, 300.0), (0.0, 0.0)),
+        ((300.0, 300.0), (1.0, 1.0)),
+        ((600.0, 900.0), (0.0, 0.0)),
+        ((600.0, 900.0), (1.0, 1.0)),
+    ]
+    assert len({job.seed for job in jobs}) == 4
+    assert all(job.trust == window for job in jobs)
 
 
 def test_a_labeller_must_be_a_calculator_class_or_mapping():
