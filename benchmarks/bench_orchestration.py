@@ -67,7 +67,7 @@ TRAINING = {
 @contextlib.contextmanager
 def temporary_profile(kind: str):
     """A fresh AiiDA configuration with one loaded profile of ``kind``; everything removed afterwards."""
-    from aiida.manage.configuration import create_profile, get_config, load_profile
+    from aiida.manage.configuration import create_profile, get_config, load_profile, reset_config
     from aiida.manage.configuration.settings import AiiDAConfigDir
 
     directory = Path(tempfile.mkdtemp(prefix="aiida-mlip-orchestration-"))
@@ -77,6 +77,7 @@ def temporary_profile(kind: str):
     database = None
     name = f"bench-{kind.split('+')[0]}-{secrets.token_hex(4)}"
     try:
+        reset_config()  # forget the configuration of an earlier profile of this process
         config = get_config(create=True)
         if kind == "psql+rabbitmq":
             database = f"aiida_mlip_bench_{secrets.token_hex(6)}"
@@ -136,6 +137,7 @@ def temporary_profile(kind: str):
         if database is not None:
             _drop_postgres_database(database)
         shutil.rmtree(directory, ignore_errors=True)
+        reset_config()
         if previous is None:
             os.environ.pop("AIIDA_PATH", None)
         else:
