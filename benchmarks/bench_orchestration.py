@@ -46,6 +46,7 @@ from tests.conftest import (  # noqa: E402  (the test suite's service addresses 
     _create_postgres_database,
     _drop_postgres_database,
     _reachable,
+    postgres_storage_config,
 )
 
 KINDS = ("sqlite+zeromq", "psql+rabbitmq")
@@ -82,18 +83,7 @@ def temporary_profile(kind: str):
         if kind == "psql+rabbitmq":
             database = f"aiida_mlip_bench_{secrets.token_hex(6)}"
             _create_postgres_database(database)
-            storage = (
-                "core.psql_dos",
-                {
-                    "database_engine": "postgresql_psycopg",
-                    "database_hostname": POSTGRES[0],
-                    "database_port": POSTGRES[1],
-                    "database_username": "postgres",
-                    "database_password": "",
-                    "database_name": database,
-                    "repository_uri": f"file://{directory / 'repository'}",
-                },
-            )
+            storage = ("core.psql_dos", postgres_storage_config(database, directory / "repository"))
             broker = (
                 "core.rabbitmq",
                 {
