@@ -79,6 +79,19 @@ def _drop_postgres_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def postgres_storage_config(database: str, repository) -> dict:
+    """``core.psql_dos`` storage settings for ``database`` on 127.0.0.1 (user postgres, trust) and a file repository."""
+    return {
+        "database_engine": "postgresql_psycopg",
+        "database_hostname": POSTGRES[0],
+        "database_port": POSTGRES[1],
+        "database_username": "postgres",
+        "database_password": "",
+        "database_name": database,
+        "repository_uri": f"file://{repository}",
+    }
+
+
 def _patient_daemon(config, profile) -> None:
     """Give daemon commands a minute: on 2 busy cores, stopping workers takes longer than the default 2 s."""
     config.set_option("daemon.timeout", 60, scope=profile.name)
@@ -93,20 +106,11 @@ def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
         database = f"aiida_mlip_test_{secrets.token_hex(6)}"
         _create_postgres_database(database)
         repository = tmp_path_factory.mktemp("repository")
-        storage_config = {
-            "database_engine": "postgresql_psycopg",
-            "database_hostname": POSTGRES[0],
-            "database_port": POSTGRES[1],
-            "database_username": "postgres",
-            "database_password": "",
-            "database_name": database,
-            "repository_uri": f"file://{repository}",
-        }
         try:
             with aiida_profile_factory(
                 aiida_config,
                 storage_backend="core.psql_dos",
-                storage_config=storage_config,
+                storage_config=postgres_storage_config(database, repository),
                 broker_backend="core.rabbitmq",
             ) as profile:
                 _patient_daemon(aiida_config, profile)
@@ -219,6 +223,7 @@ def slurm_ssh_codes(aiida_profile):
     return _example_cluster_codes("slurm-ssh-localhost.yaml")
 
 
+<<<<<<< HEAD
 # ------------------------------------------------------------------------------------------------
 # generate_calc_job: a CalcJob's prepare_for_submission without running it (helper i12tests)
 # ------------------------------------------------------------------------------------------------
@@ -434,3 +439,24 @@ def finished_run(aiida_profile, daemon_client, tmp_path_factory) -> FinishedRun:
 # ------------------------------------------------------------------------------------------------
 # end of finished_run
 # ------------------------------------------------------------------------------------------------
+=======
+@pytest.fixture
+def generate_workchain(aiida_profile):
+    """Return a factory of work chain instances that are set up but not run, to call outline steps on.
+
+    ``generate_workchain(ActiveLearningWorkChain, builder_or_inputs)`` stores the process node with
+    its inputs; a test then sets ``process.ctx`` as the steps before would have and calls one step.
+    """
+
+    def factory(process_class, inputs):
+        from aiida.engine.processes.builder import ProcessBuilder
+        from aiida.engine.utils import instantiate_process
+        from aiida.manage import get_manager
+
+        runner = get_manager().get_runner()
+        if isinstance(inputs, ProcessBuilder):
+            return instantiate_process(runner, inputs)
+        return instantiate_process(runner, process_class, **inputs)
+
+    return factory
+>>>>>>> i11loop

@@ -80,6 +80,10 @@ def test_status_names_the_outputs(finished_run):
     outputs = finished_run.node.outputs
     status = invoke("status", finished_run.node.pk)
     assert str(outputs.potential.pk) in status and str(outputs.dataset.pk) in status
+    # the iteration table with the calibration columns, and the criterion that ended the run
+    assert "acc.frac" in status and "rank corr" in status and "cal.factor" in status
+    ended = outputs.history["ended"]
+    assert f"ended by `{ended['criterion']}`: {ended['reason']}" in status
 
 
 def test_lineage_names_every_labelling_job(finished_run):
