@@ -3,8 +3,9 @@
 * With ``trust: {target_force_error: ...}`` the demo converges and the report names the window each
   calibration chose.
 * Every iteration that labelled frames recorded a calibration of the committee on them.
-* On a held-out EMT set, the latest calibration predicts the final committee's per-frame max force
-  error within a factor of 2 for at least 80% of the frames; the rank correlation is reported.
+* On a held-out EMT set, a calibration fitted on half of it predicts the final committee's per-frame
+  max force error on the other half within a factor of 2 for at least 80% of the frames; the rank
+  correlation is reported, and so is how the run's own (selection-biased) calibration fares.
 """
 
 import copy
@@ -19,7 +20,7 @@ from aiida_mlip.demo import DEMO_OVERRIDES, calibration_check, held_out_set, lat
 from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
 #: eV/Angstrom: the acceptable per-frame max force error of the demo run.
-TARGET_FORCE_ERROR = 0.3
+TARGET_FORCE_ERROR = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +58,16 @@ def test_target_force_error_run_converges_and_the_report_names_the_window(demo_r
         assert any(f"lo={record['trust']['lo']:.3f}, hi={record['trust']['hi']:.3f}" in m for m in chosen)
 
 
-def test_calibration_is_recorded_every_iteration(demo_run):
+def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
     results, _ = demo_run
     history = results["history"]["iterations"]
-    assert all(record["n_labelled"] > 0 for record in history)
+    assert sum(record["n_labelled"] > 0 for record in history) >= 2
     for record in history:
         key = f"iteration_{record['iteration']}"
+        if not record["n_labelled"]:
+            # nothing new: no frame the committee never saw, so nothing to calibrate on
+            assert "calibration" not in record and key not in results.get("calibration", {})
+            continue
         fit = results["calibration"][key]["fit"]
         assert record["calibration"]["factor"] == pytest.approx(fit["factor"])
         assert fit["n_pairs"] == record["n_labelled"]
@@ -71,10 +76,14 @@ def test_calibration_is_recorded_every_iteration(demo_run):
 
 
 def test_calibrated_errors_hold_on_held_out_frames(demo_run):
+    """A calibration fitted on frames the committee never saw predicts other such frames' errors."""
     results, _ = demo_run
     latest = latest_calibration(results)
     assert latest is not None, "every calibration fell back (fewer than 10 pairs)"
     check = calibration_check(results["potential"], held_out_set(), latest[1])
     assert check["n_frames"] == 30
-    assert check["within_factor_2"] >= 0.8, check
-    assert math.isfinite(check["spearman"])
+    assert check["two_fold"]["within_factor_2"] >= 0.8, check
+    assert check["spearman"] > 0.5, check
+    # the run's own calibration was fitted on selected frames (deviations inside the trust window);
+    # on these near-equilibrium MD frames it is reported, not asserted (README: selection bias)
+    assert math.isfinite(check["recorded"]["median_ratio"])
