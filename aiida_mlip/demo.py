@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     overrides = {key: dict(value) for key, value in DEMO_OVERRIDES.items()}
     if args.target_force_error is not None:
-        overrides["trust"]["target_force_error"] = args.target_force_error
+        overrides.setdefault("trust", {})["target_force_error"] = args.target_force_error
 
     from aiida import load_profile
 
