@@ -276,10 +276,19 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
     return codes
 
 
-def get_or_create_code(computer, label: str, path: str, plugin: str, settings: dict | None = None, log=print):
+def get_or_create_code(
+    computer,
+    label: str,
+    path: str,
+    plugin: str,
+    settings: dict | None = None,
+    log=print,
+    with_mpi: bool | None = None,
+):
     """Return the code ``label`` on ``computer``, registering ``path`` for ``plugin`` if it is missing.
 
-    An existing code is kept as it is; when it runs another executable, that is reported.
+    ``with_mpi`` is the new code's ``with_mpi`` (``None``: the calculation decides). An existing code
+    is kept as it is; when it runs another executable or another MPI setting, that is reported.
     """
     from aiida import orm
 
@@ -296,6 +305,11 @@ def get_or_create_code(computer, label: str, path: str, plugin: str, settings: d
             log(
                 f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, not {path}"
             )
+        elif existing.with_mpi != with_mpi:
+            log(
+                f"kept code {label}@{computer.label} <{existing.pk}>: it has with_mpi={existing.with_mpi}, not "
+                f"{with_mpi}; give another --label for the new setting"
+            )
         else:
             log(f"code {label}@{computer.label} <{existing.pk}> exists")
         return existing
@@ -307,6 +321,7 @@ def get_or_create_code(computer, label: str, path: str, plugin: str, settings: d
         prepend_text=settings.get("prepend_text", ""),
         append_text=settings.get("append_text", ""),
         description=f"{plugin} on {computer.label}, set up by aiida-mlip",
+        with_mpi=with_mpi,
     ).store()
     log(f"registered code {label}@{computer.label} <{code.pk}>: {path}")
     return code

@@ -27,15 +27,23 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
     return result
 
 
-def register_pw_code(computer, executable: str, label: str = "pw", log=click.echo):
+def register_pw_code(computer, executable: str, label: str = "pw", mpiprocs: int = 1, log=click.echo):
     """Register ``executable`` as an ``InstalledCode`` ``label`` (plugin ``quantumespresso.pw``) on ``computer``.
 
-    An existing code of that label on that computer is returned as it is (and reported when it runs
-    another executable).
+    ``mpiprocs`` 1: the code runs without ``mpirun`` (``with_mpi`` False); more: under ``mpirun``
+    with that many processes (the code's extra ``mlip_mpiprocs``, read by the ``pw`` labeller). An
+    existing code of that label on that computer is returned as it is (and reported when it runs
+    another executable or another MPI setting); its ``mlip_mpiprocs`` is updated.
     """
     from aiida_mlip.clusters import get_or_create_code
+    from aiida_mlip.workflows.pw_labels import MPIPROCS_EXTRA
 
-    return get_or_create_code(computer, label, executable, "quantumespresso.pw", log=log)
+    code = get_or_create_code(
+        computer, label, executable, "quantumespresso.pw", log=log, with_mpi=mpiprocs > 1
+    )
+    if code.with_mpi == (mpiprocs > 1):
+        code.base.extras.set(MPIPROCS_EXTRA, mpiprocs)
+    return code
 
 
 @cmd_setup.command("pw")
@@ -48,8 +56,20 @@ def register_pw_code(computer, executable: str, label: str = "pw", log=click.ech
 )
 @click.option("--executable", default=None, help="Path of pw.x on that computer [default: pw.x on the PATH].")
 @click.option("--label", default="pw", show_default=True, help="Label of the code.")
-def cmd_setup_pw(computer_label, executable, label):
-    """Register Quantum ESPRESSO's pw.x as a code (plugin quantumespresso.pw)."""
+@click.option(
+    "--mpiprocs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="MPI processes per pw.x job: 1 runs pw.x without mpirun, N > 1 under `mpirun -np N`.",
+)
+def cmd_setup_pw(computer_label, executable, label, mpiprocs):
+    """Register Quantum ESPRESSO's pw.x as a code (plugin quantumespresso.pw).
+
+    With --mpiprocs 1 (the default) pw.x runs as one process without mpirun, which works everywhere,
+    as root in a container too; with more, the labeller runs it under the computer's mpirun (as root on
+    this machine with OpenMPI's OMPI_ALLOW_RUN_AS_ROOT variables).
+    """
     from aiida import orm
     from aiida.common.exceptions import NotExistent
 
@@ -68,7 +88,7 @@ def cmd_setup_pw(computer_label, executable, label):
             raise click.ClickException(
                 "pw.x is not on the PATH: give --executable (Debian: apt-get install quantum-espresso)"
             )
-    register_pw_code(computer, executable, label=label)
+    register_pw_code(computer, executable, label=label, mpiprocs=mpiprocs)
 
 
 @cmd_setup.command("pseudos")
