@@ -117,6 +117,7 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
 
 def _print_status(node):
     from aiida_mlip.history import format_history
+    from aiida_mlip.workflows.failures import labelling_failures
 
     history = (
         node.outputs.history["iterations"]
@@ -127,6 +128,9 @@ def _print_status(node):
         f"{node.process_label}<{node.pk}>: {node.process_state.value if node.process_state else '?'}"
         + (f", exit {node.exit_status} {node.exit_message or ''}" if node.is_terminated else "")
     )
+    failed_labels = labelling_failures(node)
+    if failed_labels:
+        echo.echo(failed_labels)
     echo.echo(format_history(history) if history else "no iteration finished yet")
     if "potential" in node.outputs:
         echo.echo(

@@ -31,6 +31,7 @@ from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
+from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.protocol import ProtocolMixin
 from aiida_mlip.workflows.training import TrainingWorkChain
@@ -420,9 +421,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.training
         if not node.is_finished_ok or "potential" not in node.outputs:
             self._attach_outputs()
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(
-                message=node.exit_message or f"exit {node.exit_status}"
-            )
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=describe_failure(node))
         self.ctx.potential = node.outputs.potential
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
         valid = metrics.get("valid", {}).get("mean") or metrics.get("train", {}).get("mean") or {}
@@ -480,9 +479,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.exploration
         if "summary" not in node.outputs:
             self._attach_outputs()
-            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(
-                message=node.exit_message or f"exit {node.exit_status}"
-            )
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message=describe_failure(node))
         summary = node.outputs.summary.get_dict()
         counts = summary["counts"]
         self.ctx.record.update(

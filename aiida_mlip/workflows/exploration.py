@@ -16,6 +16,7 @@ from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.workflows.failures import cause_of, count_causes
 from aiida_mlip.workflows.labelling import split_structures
 
 __all__ = ("ExplorationWorkChain", "gather_candidates")
@@ -104,7 +105,7 @@ class ExplorationWorkChain(WorkChain):
         spec.outline(cls.run_walkers, cls.gather)
         spec.output("candidates", valid_type=StructureSetData, required=False, help="Every job's candidates.")
         spec.output("summary", valid_type=orm.Dict, help="Class counts, stop reasons and one entry per job.")
-        spec.exit_code(401, "ERROR_ALL_EXPLORATIONS_FAILED", message="Every exploration job failed.")
+        spec.exit_code(401, "ERROR_ALL_EXPLORATIONS_FAILED", message="Every exploration job failed: {causes}")
 
     def run_walkers(self):
         """Submit one ``ExploreCalculation`` per structure and condition."""
@@ -167,6 +168,13 @@ class ExplorationWorkChain(WorkChain):
         if candidates:
             self.out("candidates", gather_candidates(**candidates))
         self.report(f"explored {total} frames: {counts}")
-        if all(not self.ctx[f"explore_{n}"].is_finished_ok for n in range(self.ctx.n_jobs)) and not total:
-            return self.exit_codes.ERROR_ALL_EXPLORATIONS_FAILED
+        failed = [
+            self.ctx[f"explore_{n}"]
+            for n in range(self.ctx.n_jobs)
+            if not self.ctx[f"explore_{n}"].is_finished_ok
+        ]
+        if len(failed) == self.ctx.n_jobs and not total:
+            return self.exit_codes.ERROR_ALL_EXPLORATIONS_FAILED.format(
+                causes=count_causes(cause_of(job) for job in failed)
+            )
         return None

@@ -20,6 +20,7 @@ from aiida_mlip.calculations.label import LabelCalculation
 from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.workflows import pw_labels
+from aiida_mlip.workflows.failures import cause_from_text, cause_of, count_causes, describe_failure
 
 __all__ = ("LabellingWorkChain", "split_structures")
 
@@ -150,12 +151,13 @@ class LabellingWorkChain(WorkChain):
         spec.output(
             "failures",
             valid_type=orm.Dict,
-            help="`failures`: index, error and calculation of each structure that could not be labelled.",
+            help="`failures`: index, error, cause (one line, from the job's output) and calculation of each "
+            "structure that could not be labelled.",
         )
         spec.exit_code(
             401,
             "ERROR_TOO_MANY_FAILURES",
-            message="{failed} of {total} structures failed to be labelled (more than {fraction:.0%}).",
+            message="{failed} of {total} structures failed to be labelled (more than {fraction:.0%}): {causes}",
         )
         spec.exit_code(
             402,
@@ -211,10 +213,18 @@ class LabellingWorkChain(WorkChain):
                     continue
                 except Exception as exception:  # noqa: BLE001  (a label that cannot be read is a failure)
                     error = f"the pw.x outputs could not be turned into a label: {exception}"
+                    cause = error
             else:
                 error = f"PwBaseWorkChain exit status {workchain.exit_status}: {workchain.exit_message}"
+                cause = cause_of(workchain)
             failures.append(
-                {"index": index, "error": error, "workchain": workchain.uuid, "calculation": last}
+                {
+                    "index": index,
+                    "error": error,
+                    "cause": cause,
+                    "workchain": workchain.uuid,
+                    "calculation": last,
+                }
             )
         return self._finish(labels, failures)
 
@@ -225,10 +235,13 @@ class LabellingWorkChain(WorkChain):
             self.out("dataset", merge_datasets(**labels))
         total = self.inputs.structures.n_frames
         self.report(f"labelled {total - len(failures)} of {total} structures, {len(failures)} failed")
+        causes = count_causes(failure["cause"] for failure in failures)
+        for line in causes.split("; ") if failures else ():
+            self.report(f"failed: {line}")
         fraction = self.inputs.max_failure_fraction.value
         if len(failures) > fraction * total:
             return self.exit_codes.ERROR_TOO_MANY_FAILURES.format(
-                failed=len(failures), total=total, fraction=fraction
+                failed=len(failures), total=total, fraction=fraction, causes=causes
             )
         return None
 
@@ -261,7 +274,7 @@ class LabellingWorkChain(WorkChain):
             first = chunk.base.attributes.get("first_index")
             if calculation.exit_status not in tolerated:
                 return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(
-                    pk=calculation.pk, status=calculation.exit_status, message=calculation.exit_message
+                    pk=calculation.pk, status=calculation.exit_status, message=describe_failure(calculation)
                 )
             if "labelled" in calculation.outputs:
                 labels[f"label_{number}"] = calculation.outputs.labelled
@@ -271,12 +284,14 @@ class LabellingWorkChain(WorkChain):
                         {
                             "index": first + failure["index"],
                             "error": failure["error"],
+                            "cause": cause_from_text(failure["error"]) or failure["error"],
                             "calculation": calculation.uuid,
                         }
                     )
             elif "labelled" not in calculation.outputs:
+                cause = cause_of(calculation)
                 failures.extend(
-                    {"index": first + i, "error": "no label", "calculation": calculation.uuid}
+                    {"index": first + i, "error": "no label", "cause": cause, "calculation": calculation.uuid}
                     for i in range(chunk.n_frames)
                 )
         return self._finish(labels, failures)
