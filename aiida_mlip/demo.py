@@ -104,10 +104,10 @@ def main(argv=None) -> int:
 
     profile = load_profile(args.profile)
     from aiida.common.log import configure_logging
-    from aiida.engine import run_get_node
     from ase.build import bulk
 
     from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.foreground import run_get_node
     from aiida_mlip.history import format_history
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 

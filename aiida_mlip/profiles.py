@@ -142,7 +142,7 @@ def create_production_profile(settings: ProfileSettings, config=None) -> list[st
     from aiida.manage.configuration.settings import AiiDAConfigDir
     from psycopg import sql
 
-    config = config or get_config()
+    config = config or get_config(create=True)
     with _admin_connection(settings) as connection:
         broker_config = _broker_config(settings)
         existing = _existing(config, settings)

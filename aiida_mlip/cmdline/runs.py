@@ -74,8 +74,9 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
 def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, daemon):
     """Start active learning from structure files or StructureData pks."""
     import yaml
-    from aiida.engine import run_get_node, submit
+    from aiida.engine import submit
 
+    from aiida_mlip.foreground import run_get_node
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
     images = _read_structures(structures)
