@@ -33,6 +33,8 @@
         prepend_text: module load qe
     steps:                             # metadata.options of each step (plus `device` for train)
       label: {queue_name: cpu, resources: {num_machines: 1, num_mpiprocs_per_machine: 32}, max_wallclock_seconds: 3600}
+      # explore and label may set max_concurrent: most jobs of the step at once (default: no cap
+      # behind a scheduler; the CPUs divided by the processes of a job on core.direct)
       train: {queue_name: gpu, custom_scheduler_commands: "#SBATCH --gres=gpu:1", device: cuda}
       explore: {queue_name: cpu}
       select: {queue_name: cpu}
@@ -162,7 +164,9 @@ def _check_step_options(steps: dict, source: str) -> None:
 
     known = set(TrainCalculation.spec().inputs["metadata"]["options"].keys())
     for step, options in steps.items():
-        unknown = sorted(set(options) - known - {"device"})
+        unknown = sorted(set(options) - known - {"device", "max_concurrent"})
+        if "max_concurrent" in options and step not in ("explore", "label"):
+            raise ClusterConfigError(f"{source}: steps.{step}.max_concurrent: only explore and label have it")
         if unknown:
             raise ClusterConfigError(f"{source}: steps.{step}: unknown metadata.options {unknown}")
 

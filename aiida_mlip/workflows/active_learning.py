@@ -30,6 +30,7 @@ from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.workflows.concurrency import validate_max_concurrent
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.labelling import LabellingWorkChain
@@ -208,6 +209,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             exclude=("potential", "structures", "parameters", "training_set"),
             namespace_options={"help": "Code and options of the exploration jobs."},
         )
+        spec.input(
+            "explore.max_concurrent",
+            valid_type=orm.Int,
+            required=False,
+            validator=validate_max_concurrent,
+            help="Most exploration jobs running at once (see ExplorationWorkChain.max_concurrent).",
+        )
         spec.expose_inputs(
             SelectCalculation,
             namespace="select",
@@ -300,7 +308,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``
             (``queue_name``, ``account``, ``resources``, ``max_wallclock_seconds``,
             ``custom_scheduler_commands``...). ``train`` may also hold ``device`` (``auto``, ``cpu``,
-            ``cuda``), which goes to the training's ``device`` input. The codes decide the computer of
+            ``cuda``), which goes to the training's ``device`` input; ``explore`` and ``label`` may hold
+            ``max_concurrent``, the most jobs of that step running at once. The codes decide the computer of
             each step, so labelling can run on a CPU partition and training on a GPU node.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
@@ -330,6 +339,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder.select.code = codes["mlip.select"]
         builder.train.code = codes["mlip.train"]
         builder.train.parameters = orm.Dict(inputs["training"])
+        for step in ("explore", "label"):
+            if "max_concurrent" in options.get(step, {}):
+                options = {**options, step: dict(options[step])}
+                builder[step].max_concurrent = orm.Int(options[step].pop("max_concurrent"))
         for step in ("explore", "select", "train"):
             step_options = dict(options.get(step, {}))
             if step == "train" and "device" in step_options:
@@ -470,6 +483,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         }
         if entry.get("pressures"):
             inputs["pressures"] = orm.List(list(entry["pressures"]))
+        if "max_concurrent" in self.inputs.explore:
+            inputs["max_concurrent"] = self.inputs.explore.max_concurrent
         if self.ctx.dataset is not None and exploration.get("watch_gamma", False):
             inputs["training_set"] = self.ctx.dataset
         self.report(f"iteration {self.ctx.iteration}: exploring at {entry['temperatures']} K")
