@@ -48,10 +48,11 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
+from aiida_mlip.codes import ENGINE_EXECUTABLES, get_or_create_code, register_engine_codes
+
 __all__ = (
     "ClusterConfig",
     "ClusterConfigError",
-    "get_or_create_code",
     "load_cluster_config",
     "setup_cluster",
     "step_options",
@@ -260,8 +261,6 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
     codes = {}
     engine = config.codes.get("engine")
     if engine is not None:
-        from aiida_mlip.cmdline.setup import ENGINE_EXECUTABLES, register_engine_codes
-
         folder = _engine_bin(engine, computer)
         paths = {executable: folder / executable for executable in ENGINE_EXECUTABLES}
         for path in paths.values():
@@ -278,57 +277,6 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
             computer, pw.get("label", "pw"), pw["executable"], "quantumespresso.pw", pw, log
         )
     return codes
-
-
-def get_or_create_code(
-    computer,
-    label: str,
-    path: str,
-    plugin: str,
-    settings: dict | None = None,
-    log=print,
-    with_mpi: bool | None = None,
-):
-    """Return the code ``label`` on ``computer``, registering ``path`` for ``plugin`` if it is missing.
-
-    ``with_mpi`` is the new code's ``with_mpi`` (``None``: the calculation decides). An existing code
-    is kept as it is; when it runs another executable or another MPI setting, that is reported.
-    """
-    from aiida import orm
-
-    settings = settings or {}
-
-    existing = (
-        orm.QueryBuilder()
-        .append(orm.Computer, filters={"id": computer.pk}, tag="computer")
-        .append(orm.InstalledCode, with_computer="computer", filters={"label": label})
-        .first(flat=True)
-    )
-    if existing is not None:
-        if str(existing.filepath_executable) != path:
-            log(
-                f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, not {path}"
-            )
-        elif existing.with_mpi != with_mpi:
-            log(
-                f"kept code {label}@{computer.label} <{existing.pk}>: it has with_mpi={existing.with_mpi}, not "
-                f"{with_mpi}; give another --label for the new setting"
-            )
-        else:
-            log(f"code {label}@{computer.label} <{existing.pk}> exists")
-        return existing
-    code = orm.InstalledCode(
-        label=label,
-        computer=computer,
-        filepath_executable=path,
-        default_calc_job_plugin=plugin,
-        prepend_text=settings.get("prepend_text", ""),
-        append_text=settings.get("append_text", ""),
-        description=f"{plugin} on {computer.label}, set up by aiida-mlip",
-        with_mpi=with_mpi,
-    ).store()
-    log(f"registered code {label}@{computer.label} <{code.pk}>: {path}")
-    return code
 
 
 def step_options(config: ClusterConfig) -> dict:

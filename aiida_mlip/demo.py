@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     from aiida.common.log import configure_logging
     from ase.build import bulk
 
-    from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
     from aiida_mlip.foreground import run_get_node
     from aiida_mlip.history import format_history
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain

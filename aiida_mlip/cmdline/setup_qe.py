@@ -13,7 +13,7 @@ import shutil
 
 import click
 
-from aiida_mlip.cmdline.setup import cmd_setup, get_or_create_localhost
+from aiida_mlip.cmdline.setup import cmd_setup
 
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -25,25 +25,6 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"expected ELEMENT=VALUE, got {value!r}", param_hint=option)
         result[element.strip()] = rest.strip()
     return result
-
-
-def register_pw_code(computer, executable: str, label: str = "pw", mpiprocs: int = 1, log=click.echo):
-    """Register ``executable`` as an ``InstalledCode`` ``label`` (plugin ``quantumespresso.pw``) on ``computer``.
-
-    ``mpiprocs`` 1: the code runs without ``mpirun`` (``with_mpi`` False); more: under ``mpirun``
-    with that many processes (the code's extra ``mlip_mpiprocs``, read by the ``pw`` labeller). An
-    existing code of that label on that computer is returned as it is (and reported when it runs
-    another executable or another MPI setting); its ``mlip_mpiprocs`` is updated.
-    """
-    from aiida_mlip.clusters import get_or_create_code
-    from aiida_mlip.workflows.pw_labels import MPIPROCS_EXTRA
-
-    code = get_or_create_code(
-        computer, label, executable, "quantumespresso.pw", log=log, with_mpi=mpiprocs > 1
-    )
-    if code.with_mpi == (mpiprocs > 1):
-        code.base.extras.set(MPIPROCS_EXTRA, mpiprocs)
-    return code
 
 
 @cmd_setup.command("pw")
@@ -73,6 +54,8 @@ def cmd_setup_pw(computer_label, executable, label, mpiprocs):
     from aiida import orm
     from aiida.common.exceptions import NotExistent
 
+    from aiida_mlip.codes import get_or_create_localhost, register_pw_code
+
     if computer_label == "localhost":
         computer = get_or_create_localhost(computer_label)
     else:
@@ -88,7 +71,7 @@ def cmd_setup_pw(computer_label, executable, label, mpiprocs):
             raise click.ClickException(
                 "pw.x is not on the PATH: give --executable (Debian: apt-get install quantum-espresso)"
             )
-    register_pw_code(computer, executable, label=label, mpiprocs=mpiprocs)
+    register_pw_code(computer, executable, label=label, mpiprocs=mpiprocs, log=click.echo)
 
 
 @cmd_setup.command("pseudos")

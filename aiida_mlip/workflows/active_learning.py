@@ -316,7 +316,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if codes is None or any(
             key not in codes for key in ("mlip.train", "mlip.explore", "mlip.select", "mlip.label")
         ):
-            from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+            from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
 
             defaults = register_engine_codes(get_or_create_localhost(), log=lambda *_: None)
             codes = {**defaults, **(codes or {})}

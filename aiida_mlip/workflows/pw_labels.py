@@ -31,11 +31,9 @@ converges slowly with the box size and needs ``nspin: 2`` for most elements.
 from __future__ import annotations
 
 import copy
-import functools
 import pathlib
 
 import numpy as np
-import yaml
 from aiida import orm
 from aiida.common import exceptions
 from aiida.engine import calcfunction
@@ -43,9 +41,11 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 from ase.units import create_units
 
+from aiida_mlip.codes import MPIPROCS_EXTRA
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.workflows.protocol import load_protocol_file, recursive_merge
 
 __all__ = (
     "PROTOCOL_FILE",
@@ -67,21 +67,8 @@ PROTOCOL_FILE = pathlib.Path(__file__).parent / "protocols" / "pw_labels.yaml"
 _QE_UNITS = create_units("2006")
 
 
-@functools.cache
 def _protocol() -> dict:
-    with PROTOCOL_FILE.open() as handle:
-        return yaml.safe_load(handle)
-
-
-def _merge(base: dict, update: dict) -> dict:
-    """Return ``base`` updated recursively by ``update`` (neither is modified)."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    return load_protocol_file(PROTOCOL_FILE.name)
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -203,8 +190,8 @@ def pw_overrides(family, elements: list[str], overrides: dict | None = None) -> 
     ``pseudo_family`` is the family's label, and ``ecutwfc``/``ecutrho`` (Ry) the user's or else the
     family's largest recommendation over ``elements`` (all elements of the set, not of one frame).
     """
-    layers = _merge(_protocol()["defaults"], overrides or {})
-    layers = _merge(layers, _protocol()["enforced"])
+    layers = recursive_merge(_protocol()["defaults"], overrides or {})
+    layers = recursive_merge(layers, _protocol()["enforced"])
     layers["pseudo_family"] = family.label
     system = layers["pw"]["parameters"].setdefault("SYSTEM", {})
     recommended = family_cutoffs(family, elements)
@@ -216,8 +203,6 @@ def pw_overrides(family, elements: list[str], overrides: dict | None = None) -> 
 
 #: OpenMPI refuses to start as root unless both are set (``mpirun --allow-run-as-root`` is the same).
 MPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-#: The extra of a pw.x code that holds its number of MPI processes (``aiida-mlip setup pw --mpiprocs``).
-MPIPROCS_EXTRA = "mlip_mpiprocs"
 
 
 def pw_job_options(code, options: dict | None = None) -> dict:
