@@ -52,7 +52,8 @@ def held_out_set(count: int = 30, seed: int = 1234):
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from aiida_mlip.exploration.md import thermalize_momenta
 
     rng = np.random.default_rng(seed)
     images = []
@@ -60,8 +61,10 @@ def held_out_set(count: int = 30, seed: int = 1234):
     for temperature in (300, 600, 900):
         atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
         atoms.calc = EMT()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+        dynamics = Langevin(
+            atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
+        )
         dynamics.run(200)
         for _ in range(per_temperature):
             dynamics.run(20)
