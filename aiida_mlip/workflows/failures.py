@@ -36,8 +36,11 @@ KNOWN_CAUSES: tuple[tuple[str, str], ...] = (
     (r"DUE TO TIME LIMIT", "the job hit its wall-time limit"),
     (r"(\S+): (?:command not found|No such file or directory)\s*$", "executable not found: {0}"),
 )
-#: Text files of a retrieved folder read for a cause, in this order; other files are read after.
-OUTPUT_FILES = ("_scheduler-stderr.txt", "_scheduler-stdout.txt", "aiida.out")
+#: Lines that say nothing about the cause: OpenMPI's own reports when a program aborts, rulers.
+NOISE = re.compile(r"ORTE_ERROR_LOG|MPI_ABORT|^\[[\w.-]+:\d+\]|^[-=*%]{3,}$|^(STOP|stopping \.\.\.)\s*\d*$")
+#: Text files of a retrieved folder read for a cause, in this order; other logs (:data:`LOG_SUFFIXES`) after.
+OUTPUT_FILES = ("_scheduler-stderr.txt", "aiida.err", "_scheduler-stdout.txt", "aiida.out")
+LOG_SUFFIXES = (".out", ".err", ".txt", ".log")
 #: Bytes read from the end of each file: causes are printed last.
 TAIL_BYTES = 20_000
 
@@ -50,9 +53,12 @@ def _known(text: str) -> str | None:
     return None
 
 
-def _quoted(text: str) -> str | None:
-    """The line of ``text`` that says what went wrong, for messages no pattern knows."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+def _quoted(text: str, last_line: bool = True) -> str | None:
+    """The line of ``text`` that says what went wrong, for messages no pattern knows.
+
+    A Python exception line, else pw.x's error block, else (with ``last_line``) the last line.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not NOISE.search(line.strip())]
     if not lines:
         return None
     for line in reversed(lines):  # the last line of a Python traceback
@@ -62,7 +68,7 @@ def _quoted(text: str) -> str | None:
     pw_error = re.search(r"Error in routine (\S+) \(\d+\):\n\s*(.+)", "\n".join(lines))
     if pw_error:
         return f"pw.x error in {pw_error.group(1)}: {pw_error.group(2).strip()}"
-    return lines[-1][:300]
+    return lines[-1][:300] if last_line else None
 
 
 def cause_from_text(text: str) -> str | None:
@@ -75,7 +81,7 @@ def _retrieved_texts(calculation: orm.CalcJobNode) -> list[tuple[str, str]]:
     if "retrieved" not in calculation.outputs:
         return []
     folder = calculation.outputs.retrieved
-    names = [name for name in folder.base.repository.list_object_names() if not name.endswith(".h5")]
+    names = [name for name in folder.base.repository.list_object_names() if name.endswith(LOG_SUFFIXES)]
     ordered = [name for name in OUTPUT_FILES if name in names] + sorted(set(names) - set(OUTPUT_FILES))
     texts = []
     for name in ordered:
@@ -93,10 +99,18 @@ def _job_cause(calculation: orm.CalcJobNode) -> str:
         cause = _known(text)
         if cause:
             return cause
-    stderr = dict(texts).get("_scheduler-stderr.txt", "")
-    quoted = _quoted(stderr) or _quoted(dict(texts).get("aiida.out", ""))
-    if quoted:
-        return quoted
+    files = dict(texts)
+    # an exception or a pw.x error block anywhere, else the last line of stderr
+    for name, last_line in (
+        ("_scheduler-stderr.txt", False),
+        ("aiida.err", False),
+        ("aiida.out", False),
+        ("_scheduler-stderr.txt", True),
+        ("aiida.err", True),
+    ):
+        quoted = _quoted(files.get(name, ""), last_line=last_line)
+        if quoted:
+            return quoted
     return _node_message(calculation)
 
 

@@ -69,11 +69,13 @@ def validate_chunk(value, _):
 class LabellingWorkChain(WorkChain):
     """Label structures in parallel jobs (ASE calculator or pw.x) and collect one ``DatasetData``.
 
-    Structures whose labelling fails are reported in the ``failures`` output (their index in the
-    input, the error and the calculation; for ``pw`` also the ``PwBaseWorkChain`` as ``workchain``)
-    and left out of the dataset. The work chain fails with
-    ``ERROR_TOO_MANY_FAILURES`` when more than ``max_failure_fraction`` of them failed, still
-    returning every label that was computed.
+    The jobs are submitted in waves of at most ``max_concurrent`` (see
+    :mod:`aiida_mlip.workflows.concurrency`). Structures whose labelling fails are reported in the
+    ``failures`` output (their index in the input, the error, its one-line cause read from the job's
+    output by :mod:`aiida_mlip.workflows.failures`, and the calculation; for ``pw`` also the
+    ``PwBaseWorkChain`` as ``workchain``) and left out of the dataset. The work chain fails with
+    ``ERROR_TOO_MANY_FAILURES`` when more than ``max_failure_fraction`` of them failed, quoting each
+    distinct cause with its count, still returning every label that was computed.
     """
 
     @classmethod

@@ -101,3 +101,9 @@ def test_a_broken_pw_setup_names_its_cause_in_the_exit_message_and_status(broken
     assert any(report.endswith(f"failed: 2 x {cause}") for report in reports), reports
     status = CliRunner().invoke(cmd_root, ["status", str(node.pk)], catch_exceptions=False).output
     assert f"2 of 2 structures failed to be labelled: 2 x {cause}" in status
+
+
+def test_openmpi_noise_is_not_a_cause():
+    text = "[vm:24645] [[3259,0],0] ORTE_ERROR_LOG: Data unpack would read past end of buffer in file x.c at line 501\n"
+    assert cause_from_text(PW_OTHER_ERROR + text) == "pw.x error in cdiaghg: S matrix not positive definite"
+    assert cause_from_text(text) is None
