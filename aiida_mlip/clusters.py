@@ -33,6 +33,8 @@
         prepend_text: module load qe
     steps:                             # metadata.options of each step (plus `device` for train)
       label: {queue_name: cpu, resources: {num_machines: 1, num_mpiprocs_per_machine: 32}, max_wallclock_seconds: 3600}
+      # explore and label may set max_concurrent: most jobs of the step at once (default: no cap
+      # behind a scheduler; the CPUs divided by the processes of a job on core.direct)
       train: {queue_name: gpu, custom_scheduler_commands: "#SBATCH --gres=gpu:1", device: cuda}
       explore: {queue_name: cpu}
       select: {queue_name: cpu}
@@ -46,10 +48,11 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
+from aiida_mlip.codes import ENGINE_EXECUTABLES, get_or_create_code, register_engine_codes
+
 __all__ = (
     "ClusterConfig",
     "ClusterConfigError",
-    "get_or_create_code",
     "load_cluster_config",
     "setup_cluster",
     "step_options",
@@ -162,7 +165,9 @@ def _check_step_options(steps: dict, source: str) -> None:
 
     known = set(TrainCalculation.spec().inputs["metadata"]["options"].keys())
     for step, options in steps.items():
-        unknown = sorted(set(options) - known - {"device"})
+        unknown = sorted(set(options) - known - {"device", "max_concurrent"})
+        if "max_concurrent" in options and step not in ("explore", "label"):
+            raise ClusterConfigError(f"{source}: steps.{step}.max_concurrent: only explore and label have it")
         if unknown:
             raise ClusterConfigError(f"{source}: steps.{step}: unknown metadata.options {unknown}")
 
@@ -256,8 +261,6 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
     codes = {}
     engine = config.codes.get("engine")
     if engine is not None:
-        from aiida_mlip.cmdline.setup import ENGINE_EXECUTABLES, register_engine_codes
-
         folder = _engine_bin(engine, computer)
         paths = {executable: folder / executable for executable in ENGINE_EXECUTABLES}
         for path in paths.values():
@@ -274,42 +277,6 @@ def setup_cluster(config: ClusterConfig, log=print) -> dict:
             computer, pw.get("label", "pw"), pw["executable"], "quantumespresso.pw", pw, log
         )
     return codes
-
-
-def get_or_create_code(computer, label: str, path: str, plugin: str, settings: dict | None = None, log=print):
-    """Return the code ``label`` on ``computer``, registering ``path`` for ``plugin`` if it is missing.
-
-    An existing code is kept as it is; when it runs another executable, that is reported.
-    """
-    from aiida import orm
-
-    settings = settings or {}
-
-    existing = (
-        orm.QueryBuilder()
-        .append(orm.Computer, filters={"id": computer.pk}, tag="computer")
-        .append(orm.InstalledCode, with_computer="computer", filters={"label": label})
-        .first(flat=True)
-    )
-    if existing is not None:
-        if str(existing.filepath_executable) != path:
-            log(
-                f"kept code {label}@{computer.label} <{existing.pk}>: it runs {existing.filepath_executable}, not {path}"
-            )
-        else:
-            log(f"code {label}@{computer.label} <{existing.pk}> exists")
-        return existing
-    code = orm.InstalledCode(
-        label=label,
-        computer=computer,
-        filepath_executable=path,
-        default_calc_job_plugin=plugin,
-        prepend_text=settings.get("prepend_text", ""),
-        append_text=settings.get("append_text", ""),
-        description=f"{plugin} on {computer.label}, set up by aiida-mlip",
-    ).store()
-    log(f"registered code {label}@{computer.label} <{code.pk}>: {path}")
-    return code
 
 
 def step_options(config: ClusterConfig) -> dict:

@@ -66,9 +66,9 @@ def held_out_set(count: int = 30, seed: int = 1234):
     for temperature in (300, 600, 900):
         atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
         atoms.calc = EMT()
-        thermalize_momenta(atoms, temperature, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
         dynamics = Langevin(
-            atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False, rng=rng
+            atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
         )
         dynamics.run(200)
         for _ in range(per_temperature):
@@ -206,10 +206,10 @@ def main(argv=None) -> int:
 
     profile = load_profile(args.profile)
     from aiida.common.log import configure_logging
-    from aiida.engine import run_get_node
     from ase.build import bulk
 
-    from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.foreground import run_get_node
     from aiida_mlip.history import format_history
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 

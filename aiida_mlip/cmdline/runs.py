@@ -74,8 +74,9 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
 def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, daemon):
     """Start active learning from structure files or StructureData pks."""
     import yaml
-    from aiida.engine import run_get_node, submit
+    from aiida.engine import submit
 
+    from aiida_mlip.foreground import run_get_node
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
     images = _read_structures(structures)
@@ -117,6 +118,7 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
 
 def _print_status(node):
     from aiida_mlip.history import format_history
+    from aiida_mlip.workflows.failures import labelling_failures
 
     output = node.outputs.history.get_dict() if "history" in node.outputs else {}
     history = output.get("iterations", node.base.extras.get("history", []))
@@ -124,6 +126,9 @@ def _print_status(node):
         f"{node.process_label}<{node.pk}>: {node.process_state.value if node.process_state else '?'}"
         + (f", exit {node.exit_status} {node.exit_message or ''}" if node.is_terminated else "")
     )
+    failed_labels = labelling_failures(node)
+    if failed_labels:
+        echo.echo(failed_labels)
     echo.echo(format_history(history) if history else "no iteration finished yet")
     ended = output.get("ended") or (history[-1].get("convergence") if history else None)
     if ended and (node.is_terminated or ended.get("converged")):

@@ -13,7 +13,7 @@ import shutil
 
 import click
 
-from aiida_mlip.cmdline.setup import cmd_setup, get_or_create_localhost
+from aiida_mlip.cmdline.setup import cmd_setup
 
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -27,17 +27,6 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
     return result
 
 
-def register_pw_code(computer, executable: str, label: str = "pw", log=click.echo):
-    """Register ``executable`` as an ``InstalledCode`` ``label`` (plugin ``quantumespresso.pw``) on ``computer``.
-
-    An existing code of that label on that computer is returned as it is (and reported when it runs
-    another executable).
-    """
-    from aiida_mlip.clusters import get_or_create_code
-
-    return get_or_create_code(computer, label, executable, "quantumespresso.pw", log=log)
-
-
 @cmd_setup.command("pw")
 @click.option(
     "--computer",
@@ -48,10 +37,24 @@ def register_pw_code(computer, executable: str, label: str = "pw", log=click.ech
 )
 @click.option("--executable", default=None, help="Path of pw.x on that computer [default: pw.x on the PATH].")
 @click.option("--label", default="pw", show_default=True, help="Label of the code.")
-def cmd_setup_pw(computer_label, executable, label):
-    """Register Quantum ESPRESSO's pw.x as a code (plugin quantumespresso.pw)."""
+@click.option(
+    "--mpiprocs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="MPI processes per pw.x job: 1 runs pw.x without mpirun, N > 1 under `mpirun -np N`.",
+)
+def cmd_setup_pw(computer_label, executable, label, mpiprocs):
+    """Register Quantum ESPRESSO's pw.x as a code (plugin quantumespresso.pw).
+
+    With --mpiprocs 1 (the default) pw.x runs as one process without mpirun, which works everywhere,
+    as root in a container too; with more, the labeller runs it under the computer's mpirun (as root on
+    this machine with OpenMPI's OMPI_ALLOW_RUN_AS_ROOT variables).
+    """
     from aiida import orm
     from aiida.common.exceptions import NotExistent
+
+    from aiida_mlip.codes import get_or_create_localhost, register_pw_code
 
     if computer_label == "localhost":
         computer = get_or_create_localhost(computer_label)
@@ -68,7 +71,7 @@ def cmd_setup_pw(computer_label, executable, label):
             raise click.ClickException(
                 "pw.x is not on the PATH: give --executable (Debian: apt-get install quantum-espresso)"
             )
-    register_pw_code(computer, executable, label=label)
+    register_pw_code(computer, executable, label=label, mpiprocs=mpiprocs, log=click.echo)
 
 
 @cmd_setup.command("pseudos")

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 
-from aiida.orm import Data, StructureData
+from aiida.orm import Data
 from ase import Atoms
 
 from aiida_mlip.potentials.frames import FORMAT_VERSION, Frames
@@ -48,13 +48,6 @@ class StructureSetData(Data):
     def from_atoms(cls, images: Sequence[Atoms], **kwargs):
         """Build a set from ASE ``Atoms`` (labels are read from their calculators' results)."""
         frames = Frames.from_atoms(images, require_labels=cls.REQUIRE_LABELS)
-        return cls(frames=frames, **kwargs)
-
-    @classmethod
-    def from_structures(cls, structures: Sequence[StructureData], **kwargs):
-        """Build a set from ``StructureData`` nodes, in order."""
-        images = [structure.get_ase() for structure in structures]
-        frames = Frames.from_atoms(images, require_labels=False)
         return cls(frames=frames, **kwargs)
 
     @classmethod

@@ -18,6 +18,7 @@ Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,7 +174,10 @@ def _dynamics(atoms: Atoms, parameters: ExploreParameters, rng: np.random.Genera
             hydrostatic=True,
             P_tau=parameters.barostat_time * units.fs,
         )
-    return LangevinBAOAB(atoms, timestep=timestep, **kwargs)
+    with warnings.catch_warnings():
+        # the barostat mass from P_tau is ASE's documented heuristic, which is what we ask for
+        warnings.filterwarnings("ignore", message="Using heuristic P_mass", category=UserWarning)
+        return LangevinBAOAB(atoms, timestep=timestep, **kwargs)
 
 
 def _snapshot(atoms: Atoms, check: FrameCheck) -> Atoms:

@@ -38,7 +38,9 @@ from aiida_mlip.workflows.active_learning_inputs import (
     validate_inputs,
 )
 from aiida_mlip.workflows.calibration import calibrate_uncertainty, calibration_summary, trust_window_from
+from aiida_mlip.workflows.concurrency import validate_max_concurrent
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
+from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.protocol import ProtocolMixin
 from aiida_mlip.workflows.training import TrainingWorkChain
@@ -126,6 +128,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             namespace="explore",
             exclude=("potential", "structures", "parameters", "training_set"),
             namespace_options={"help": "Code and options of the exploration jobs."},
+        )
+        spec.input(
+            "explore.max_concurrent",
+            valid_type=orm.Int,
+            required=False,
+            validator=validate_max_concurrent,
+            help="Most exploration jobs running at once (see ExplorationWorkChain.max_concurrent).",
         )
         spec.expose_inputs(
             SelectCalculation,
@@ -327,7 +336,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok or "potential" not in node.outputs:
             self._attach_outputs()
             return self.exit_codes.ERROR_TRAINING_FAILED.format(
-                message=node.exit_message or f"exit {node.exit_status}"
+                message=describe_failure(node)
             )
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
         status = metrics.get("status", "ok")
@@ -387,6 +396,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         }
         if entry.get("pressures"):
             inputs["pressures"] = orm.List(list(entry["pressures"]))
+        if "max_concurrent" in self.inputs.explore:
+            inputs["max_concurrent"] = self.inputs.explore.max_concurrent
         if self.ctx.dataset is not None and exploration.get("watch_gamma", False):
             inputs["training_set"] = self.ctx.dataset
         self.report(
@@ -399,9 +410,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.exploration
         if "summary" not in node.outputs:
             self._attach_outputs()
-            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(
-                message=node.exit_message or f"exit {node.exit_status}"
-            )
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message=describe_failure(node))
         summary = node.outputs.summary.get_dict()
         self.ctx.record.update(exploration_fields(summary))
         self.ctx.record["times"]["explore"] = _span(node)

@@ -113,14 +113,15 @@ def builder_from_protocol(
         Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``
         (``queue_name``, ``account``, ``resources``, ``max_wallclock_seconds``,
         ``custom_scheduler_commands``...). ``train`` may also hold ``device`` (``auto``, ``cpu``,
-        ``cuda``), which goes to the training's ``device`` input. The codes decide the computer of
+        ``cuda``), which goes to the training's ``device`` input; ``explore`` and ``label`` may hold
+        ``max_concurrent``, the most jobs of that step running at once. The codes decide the computer of
         each step, so labelling can run on a CPU partition and training on a GPU node.
     """
     inputs = cls.get_protocol_inputs(protocol, overrides)
     if codes is None or any(
         key not in codes for key in ("mlip.train", "mlip.explore", "mlip.select", "mlip.label")
     ):
-        from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+        from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
 
         defaults = register_engine_codes(get_or_create_localhost(), log=lambda *_: None)
         codes = {**defaults, **(codes or {})}
@@ -143,6 +144,10 @@ def builder_from_protocol(
     builder.select.code = codes["mlip.select"]
     builder.train.code = codes["mlip.train"]
     builder.train.parameters = orm.Dict(inputs["training"])
+    for step in ("explore", "label"):
+        if "max_concurrent" in options.get(step, {}):
+            options = {**options, step: dict(options[step])}
+            builder[step].max_concurrent = orm.Int(options[step].pop("max_concurrent"))
     for step in ("explore", "select", "train"):
         step_options = dict(options.get(step, {}))
         if step == "train" and "device" in step_options:

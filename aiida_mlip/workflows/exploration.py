@@ -9,13 +9,15 @@ import os
 import tempfile
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
 from aiida_mlip.calculations.explore import ExploreCalculation
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.workflows.concurrency import resolve_max_concurrent, validate_max_concurrent
+from aiida_mlip.workflows.failures import cause_of, count_causes
 from aiida_mlip.workflows.labelling import split_structures
 
 __all__ = ("ExplorationWorkChain", "gather_candidates")
@@ -101,37 +103,71 @@ class ExplorationWorkChain(WorkChain):
             namespace="explore",
             exclude=("potential", "structures", "parameters", "training_set"),
         )
-        spec.outline(cls.run_walkers, cls.gather)
+        spec.input(
+            "max_concurrent",
+            valid_type=orm.Int,
+            required=False,
+            validator=validate_max_concurrent,
+            help="Most exploration jobs running at once; they are submitted in waves. Default: the CPUs of a "
+            "core.direct computer divided by the processes of one job; no cap on other schedulers.",
+        )
+        spec.outline(cls.plan_walkers, while_(cls.has_waiting_jobs)(cls.run_walkers), cls.gather)
         spec.output("candidates", valid_type=StructureSetData, required=False, help="Every job's candidates.")
         spec.output("summary", valid_type=orm.Dict, help="Class counts, stop reasons and one entry per job.")
-        spec.exit_code(401, "ERROR_ALL_EXPLORATIONS_FAILED", message="Every exploration job failed.")
+        spec.exit_code(401, "ERROR_ALL_EXPLORATIONS_FAILED", message="Every exploration job failed: {causes}")
 
-    def run_walkers(self):
-        """Submit one ``ExploreCalculation`` per structure and condition."""
+    def plan_walkers(self):
+        """One job per structure and condition: ``[structure pk, temperature, pressure]`` each."""
         if self.inputs.structures.n_frames > 1:
             chunks = split_structures(self.inputs.structures, orm.Int(1))
             starts = [chunks[key] for key in sorted(chunks, key=lambda name: int(name.split("_")[1]))]
         else:
             starts = [self.inputs.structures]
         pressures = self.inputs.pressures.get_list() if "pressures" in self.inputs else [None]
+        self.ctx.jobs = [
+            [structure.pk, temperature, pressure]
+            for structure, temperature, pressure in itertools.product(
+                starts, self.inputs.temperatures.get_list(), pressures
+            )
+        ]
+        self.ctx.n_jobs = len(self.ctx.jobs)
+        self.ctx.waiting = list(range(self.ctx.n_jobs))
+        inputs = self.exposed_inputs(ExploreCalculation, "explore")
+        options = dict(inputs.get("metadata", {}).get("options", {}))
+        self.ctx.max_concurrent = resolve_max_concurrent(
+            self.inputs.get("max_concurrent"), inputs["code"], options
+        )
+        cap = self.ctx.max_concurrent
+        self.report(
+            f"exploring with {self.ctx.n_jobs} job(s)"
+            + (f", at most {cap} at a time" if cap is not None and cap < self.ctx.n_jobs else "")
+        )
+
+    def has_waiting_jobs(self):
+        """Whether jobs remain to be submitted (they go in waves of ``max_concurrent``)."""
+        return bool(self.ctx.waiting)
+
+    def run_walkers(self):
+        """Submit the next wave of ``ExploreCalculation``s."""
+        cap = self.ctx.max_concurrent or len(self.ctx.waiting)
+        wave, self.ctx.waiting = self.ctx.waiting[:cap], self.ctx.waiting[cap:]
         base = self.inputs.parameters.get_dict()
         jobs = {}
-        for number, (structure, temperature, pressure) in enumerate(
-            itertools.product(starts, self.inputs.temperatures.get_list(), pressures)
-        ):
+        for number in wave:
+            structure, temperature, pressure = self.ctx.jobs[number]
             parameters = dict(base, temperature=temperature)
             if pressure is not None:
                 parameters["pressure"] = pressure
             inputs = self.exposed_inputs(ExploreCalculation, "explore")
             inputs.update(
-                potential=self.inputs.potential, structures=structure, parameters=orm.Dict(parameters)
+                potential=self.inputs.potential,
+                structures=orm.load_node(structure),
+                parameters=orm.Dict(parameters),
             )
             if "training_set" in self.inputs:
                 inputs["training_set"] = self.inputs.training_set
             inputs.setdefault("metadata", {})["call_link_label"] = f"explore_{number}"
             jobs[f"explore_{number}"] = self.submit(ExploreCalculation, **inputs)
-        self.ctx.n_jobs = len(jobs)
-        self.report(f"exploring with {len(jobs)} job(s)")
         return ToContext(**jobs)
 
     def gather(self):
@@ -167,6 +203,13 @@ class ExplorationWorkChain(WorkChain):
         if candidates:
             self.out("candidates", gather_candidates(**candidates))
         self.report(f"explored {total} frames: {counts}")
-        if all(not self.ctx[f"explore_{n}"].is_finished_ok for n in range(self.ctx.n_jobs)) and not total:
-            return self.exit_codes.ERROR_ALL_EXPLORATIONS_FAILED
+        failed = [
+            self.ctx[f"explore_{n}"]
+            for n in range(self.ctx.n_jobs)
+            if not self.ctx[f"explore_{n}"].is_finished_ok
+        ]
+        if len(failed) == self.ctx.n_jobs and not total:
+            return self.exit_codes.ERROR_ALL_EXPLORATIONS_FAILED.format(
+                causes=count_causes(cause_of(job) for job in failed)
+            )
         return None

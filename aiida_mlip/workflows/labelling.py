@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_mlip.calculations.label import LabelCalculation
 from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.workflows import pw_labels
+from aiida_mlip.workflows.concurrency import resolve_max_concurrent, validate_max_concurrent
+from aiida_mlip.workflows.failures import cause_from_text, cause_of, count_causes, describe_failure
 
 __all__ = ("LabellingWorkChain", "split_structures")
 
@@ -67,11 +69,13 @@ def validate_chunk(value, _):
 class LabellingWorkChain(WorkChain):
     """Label structures in parallel jobs (ASE calculator or pw.x) and collect one ``DatasetData``.
 
-    Structures whose labelling fails are reported in the ``failures`` output (their index in the
-    input, the error and the calculation; for ``pw`` also the ``PwBaseWorkChain`` as ``workchain``)
-    and left out of the dataset. The work chain fails with
-    ``ERROR_TOO_MANY_FAILURES`` when more than ``max_failure_fraction`` of them failed, still
-    returning every label that was computed.
+    The jobs are submitted in waves of at most ``max_concurrent`` (see
+    :mod:`aiida_mlip.workflows.concurrency`). Structures whose labelling fails are reported in the
+    ``failures`` output (their index in the input, the error, its one-line cause read from the job's
+    output by :mod:`aiida_mlip.workflows.failures`, and the calculation; for ``pw`` also the
+    ``PwBaseWorkChain`` as ``workchain``) and left out of the dataset. The work chain fails with
+    ``ERROR_TOO_MANY_FAILURES`` when more than ``max_failure_fraction`` of them failed, quoting each
+    distinct cause with its count, still returning every label that was computed.
     """
 
     @classmethod
@@ -91,6 +95,15 @@ class LabellingWorkChain(WorkChain):
             default=lambda: orm.Float(0.2),
             validator=validate_fraction,
             help="Largest tolerated fraction of structures whose labelling fails.",
+        )
+        spec.input(
+            "max_concurrent",
+            valid_type=orm.Int,
+            required=False,
+            validator=validate_max_concurrent,
+            help="Most labelling jobs (pw.x runs, LabelCalculations) running at once; they are submitted in "
+            "waves. Default: the CPUs of a core.direct computer divided by the processes of one job; no cap "
+            "on other schedulers.",
         )
         spec.expose_inputs(
             LabelCalculation,
@@ -138,11 +151,12 @@ class LabellingWorkChain(WorkChain):
         spec.inputs.validator = validate_inputs
         spec.outline(
             if_(cls.labels_with_pw)(
-                cls.run_pw,
+                cls.prepare_pw,
+                while_(cls.has_waiting_jobs)(cls.run_pw),
                 cls.collect_pw,
             ).else_(
                 cls.split,
-                cls.run_labelling,
+                while_(cls.has_waiting_jobs)(cls.run_labelling),
                 cls.collect,
             ),
         )
@@ -150,12 +164,13 @@ class LabellingWorkChain(WorkChain):
         spec.output(
             "failures",
             valid_type=orm.Dict,
-            help="`failures`: index, error and calculation of each structure that could not be labelled.",
+            help="`failures`: index, error, cause (one line, from the job's output) and calculation of each "
+            "structure that could not be labelled.",
         )
         spec.exit_code(
             401,
             "ERROR_TOO_MANY_FAILURES",
-            message="{failed} of {total} structures failed to be labelled (more than {fraction:.0%}).",
+            message="{failed} of {total} structures failed to be labelled (more than {fraction:.0%}): {causes}",
         )
         spec.exit_code(
             402,
@@ -167,27 +182,61 @@ class LabellingWorkChain(WorkChain):
         """Whether the ``pw`` labeller was chosen."""
         return bool(self.inputs.get("pw"))
 
-    def run_pw(self):
-        """Submit one ``PwBaseWorkChain`` per structure, all at once, with the set's common cutoffs."""
+    def has_waiting_jobs(self):
+        """Whether jobs remain to be submitted (they go in waves of ``max_concurrent``)."""
+        return bool(self.ctx.waiting)
+
+    def _next_wave(self) -> list[int]:
+        cap = self.ctx.max_concurrent or len(self.ctx.waiting)
+        wave, self.ctx.waiting = self.ctx.waiting[:cap], self.ctx.waiting[cap:]
+        return wave
+
+    def _concurrency(self, total: int) -> str:
+        cap = self.ctx.max_concurrent
+        return f", at most {cap} at a time" if cap is not None and cap < total else ""
+
+    def prepare_pw(self):
+        """Split the set into structures; fix the set's common cutoffs, the job options and the concurrency."""
         inputs = self.inputs.pw
         family = pw_labels.load_pseudo_family(inputs.pseudo_family.value)
-        overrides = pw_labels.pw_overrides(
+        self.ctx.pw_overrides = pw_labels.pw_overrides(
             family,
             list(self.inputs.structures.elements),
             inputs.overrides.get_dict() if "overrides" in inputs else None,
         )
-        options = inputs.options.get_dict() if "options" in inputs else None
-        protocol = inputs.protocol.value
+        options = pw_labels.pw_job_options(
+            inputs.code, inputs.options.get_dict() if "options" in inputs else None
+        )
+        self.ctx.pw_options = options
         structures = pw_labels.split_into_structures(self.inputs.structures)
         self.ctx.pw_structures = [structures[key] for key in sorted(structures)]
+        builder = pw_labels.get_pw_builder(
+            inputs.code, self.ctx.pw_structures[0], self.ctx.pw_overrides, inputs.protocol.value, options
+        )
+        self.ctx.label_settings = pw_labels.pw_label_settings(builder, family, inputs.protocol.value)
+        self.ctx.max_concurrent = resolve_max_concurrent(
+            self.inputs.get("max_concurrent"), inputs.code, options
+        )
+        self.ctx.waiting = list(range(len(self.ctx.pw_structures)))
+        self.report(
+            f"labelling {len(self.ctx.waiting)} structures with pw.x, one PwBaseWorkChain each"
+            + self._concurrency(len(self.ctx.waiting))
+        )
+
+    def run_pw(self):
+        """Submit the next wave of ``PwBaseWorkChain``s, one per structure."""
+        inputs = self.inputs.pw
         workchains = {}
-        for index, structure in enumerate(self.ctx.pw_structures):
-            builder = pw_labels.get_pw_builder(inputs.code, structure, overrides, protocol, options)
+        for index in self._next_wave():
+            builder = pw_labels.get_pw_builder(
+                inputs.code,
+                self.ctx.pw_structures[index],
+                self.ctx.pw_overrides,
+                inputs.protocol.value,
+                self.ctx.pw_options,
+            )
             builder.metadata.call_link_label = f"pw_{index}"
-            if index == 0:
-                self.ctx.label_settings = pw_labels.pw_label_settings(builder, family, protocol)
             workchains[f"pw_{index}"] = self.submit(builder)
-        self.report(f"labelling {len(workchains)} structures with pw.x, one PwBaseWorkChain each")
         return ToContext(**workchains)
 
     def collect_pw(self):
@@ -211,10 +260,18 @@ class LabellingWorkChain(WorkChain):
                     continue
                 except Exception as exception:  # noqa: BLE001  (a label that cannot be read is a failure)
                     error = f"the pw.x outputs could not be turned into a label: {exception}"
+                    cause = error
             else:
                 error = f"PwBaseWorkChain exit status {workchain.exit_status}: {workchain.exit_message}"
+                cause = cause_of(workchain)
             failures.append(
-                {"index": index, "error": error, "workchain": workchain.uuid, "calculation": last}
+                {
+                    "index": index,
+                    "error": error,
+                    "cause": cause,
+                    "workchain": workchain.uuid,
+                    "calculation": last,
+                }
             )
         return self._finish(labels, failures)
 
@@ -225,10 +282,13 @@ class LabellingWorkChain(WorkChain):
             self.out("dataset", merge_datasets(**labels))
         total = self.inputs.structures.n_frames
         self.report(f"labelled {total - len(failures)} of {total} structures, {len(failures)} failed")
+        causes = count_causes(failure["cause"] for failure in failures)
+        for line in causes.split("; ") if failures else ():
+            self.report(f"failed: {line}")
         fraction = self.inputs.max_failure_fraction.value
         if len(failures) > fraction * total:
             return self.exit_codes.ERROR_TOO_MANY_FAILURES.format(
-                failed=len(failures), total=total, fraction=fraction
+                failed=len(failures), total=total, fraction=fraction, causes=causes
             )
         return None
 
@@ -236,16 +296,25 @@ class LabellingWorkChain(WorkChain):
         """Cut the structures into chunks, one labelling job each."""
         chunks = split_structures(self.inputs.structures, self.inputs.max_structures_per_job)
         self.ctx.chunks = [chunks[key] for key in sorted(chunks, key=lambda name: int(name.split("_")[1]))]
+        inputs = self.exposed_inputs(LabelCalculation, namespace="ase")
+        options = dict(inputs.get("metadata", {}).get("options", {}))
+        self.ctx.max_concurrent = resolve_max_concurrent(
+            self.inputs.get("max_concurrent"), inputs["code"], options
+        )
+        self.ctx.waiting = list(range(len(self.ctx.chunks)))
+        self.report(
+            f"labelling {self.inputs.structures.n_frames} structures in {len(self.ctx.chunks)} job(s)"
+            + self._concurrency(len(self.ctx.chunks))
+        )
 
     def run_labelling(self):
-        """Submit one ``LabelCalculation`` per chunk, all at once."""
+        """Submit the next wave of ``LabelCalculation``s, one per chunk."""
         calculations = {}
-        for number, chunk in enumerate(self.ctx.chunks):
+        for number in self._next_wave():
             inputs = self.exposed_inputs(LabelCalculation, namespace="ase")
-            inputs["structures"] = chunk
+            inputs["structures"] = self.ctx.chunks[number]
             inputs.setdefault("metadata", {})["call_link_label"] = f"label_{number}"
             calculations[f"label_{number}"] = self.submit(LabelCalculation, **inputs)
-        self.report(f"labelling {self.inputs.structures.n_frames} structures in {len(calculations)} job(s)")
         return ToContext(**calculations)
 
     def collect(self):
@@ -261,7 +330,7 @@ class LabellingWorkChain(WorkChain):
             first = chunk.base.attributes.get("first_index")
             if calculation.exit_status not in tolerated:
                 return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(
-                    pk=calculation.pk, status=calculation.exit_status, message=calculation.exit_message
+                    pk=calculation.pk, status=calculation.exit_status, message=describe_failure(calculation)
                 )
             if "labelled" in calculation.outputs:
                 labels[f"label_{number}"] = calculation.outputs.labelled
@@ -271,12 +340,14 @@ class LabellingWorkChain(WorkChain):
                         {
                             "index": first + failure["index"],
                             "error": failure["error"],
+                            "cause": cause_from_text(failure["error"]) or failure["error"],
                             "calculation": calculation.uuid,
                         }
                     )
             elif "labelled" not in calculation.outputs:
+                cause = cause_of(calculation)
                 failures.extend(
-                    {"index": first + i, "error": "no label", "calculation": calculation.uuid}
+                    {"index": first + i, "error": "no label", "cause": cause, "calculation": calculation.uuid}
                     for i in range(chunk.n_frames)
                 )
         return self._finish(labels, failures)

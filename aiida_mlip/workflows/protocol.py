@@ -24,7 +24,7 @@ from importlib import resources
 
 import yaml
 
-__all__ = ("ProtocolMixin", "recursive_merge")
+__all__ = ("ProtocolMixin", "load_protocol_file", "recursive_merge")
 
 
 def recursive_merge(base: dict, update: dict) -> dict:
@@ -39,7 +39,8 @@ def recursive_merge(base: dict, update: dict) -> dict:
 
 
 @functools.cache
-def _load(filename: str) -> dict:
+def load_protocol_file(filename: str) -> dict:
+    """The YAML file ``protocols/<filename>`` beside the work chains, read once (do not modify the result)."""
     text = resources.files("aiida_mlip.workflows").joinpath("protocols", filename).read_text()
     return yaml.safe_load(text)
 
@@ -51,7 +52,7 @@ class ProtocolMixin:
 
     @classmethod
     def _protocols(cls) -> dict:
-        return _load(cls._protocol_file)
+        return load_protocol_file(cls._protocol_file)
 
     @classmethod
     def get_default_protocol(cls) -> str:

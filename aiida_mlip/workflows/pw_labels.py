@@ -31,11 +31,9 @@ converges slowly with the box size and needs ``nspin: 2`` for most elements.
 from __future__ import annotations
 
 import copy
-import functools
 import pathlib
 
 import numpy as np
-import yaml
 from aiida import orm
 from aiida.common import exceptions
 from aiida.engine import calcfunction
@@ -43,9 +41,11 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 from ase.units import create_units
 
+from aiida_mlip.codes import MPIPROCS_EXTRA
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.workflows.protocol import load_protocol_file, recursive_merge
 
 __all__ = (
     "PROTOCOL_FILE",
@@ -53,6 +53,7 @@ __all__ = (
     "get_pw_builder",
     "isolated_atom",
     "load_pseudo_family",
+    "pw_job_options",
     "pw_label",
     "pw_label_settings",
     "pw_overrides",
@@ -66,21 +67,8 @@ PROTOCOL_FILE = pathlib.Path(__file__).parent / "protocols" / "pw_labels.yaml"
 _QE_UNITS = create_units("2006")
 
 
-@functools.cache
 def _protocol() -> dict:
-    with PROTOCOL_FILE.open() as handle:
-        return yaml.safe_load(handle)
-
-
-def _merge(base: dict, update: dict) -> dict:
-    """Return ``base`` updated recursively by ``update`` (neither is modified)."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    return load_protocol_file(PROTOCOL_FILE.name)
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -136,8 +124,9 @@ def validate_pw_inputs(structures: StructureSetData, inputs: dict) -> str | None
     """Check a ``pw`` namespace against the structures it will label; return an error message or ``None``.
 
     Refused: an unknown protocol or family, an element the family has no pseudopotential for, a
-    cutoff override below the family's recommendation (or no cutoffs at all), and a frame with two
-    atoms closer than ``min_interatomic_distance`` (Angstrom) of the protocol file.
+    cutoff override below the family's recommendation (or no cutoffs at all), ``options.withmpi``
+    against the code's ``with_mpi``, and a frame with two atoms closer than
+    ``min_interatomic_distance`` (Angstrom) of the protocol file.
     """
     from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
@@ -173,6 +162,14 @@ def validate_pw_inputs(structures: StructureSetData, inputs: dict) -> str | None
                     f"{key} = {given[key]} Ry in the overrides is below the {value:g} Ry that pseudopotential "
                     f"family {family.label!r} recommends for {', '.join(elements)}"
                 )
+    options = inputs["options"].get_dict() if "options" in inputs else {}
+    code = inputs["code"]
+    if code.with_mpi is not None and options.get("withmpi", code.with_mpi) != code.with_mpi:
+        return (
+            f"code {code.full_label} is registered with with_mpi={code.with_mpi} but options.withmpi is "
+            f"{options['withmpi']}: drop withmpi from the options, or register the code again "
+            "(`aiida-mlip setup pw --mpiprocs N`; N > 1 runs pw.x under mpirun)"
+        )
     below = _protocol()["min_interatomic_distance"]
     for index, atoms in enumerate(structures.get_atoms()):
         pair = closest_atoms(atoms, below)
@@ -193,8 +190,8 @@ def pw_overrides(family, elements: list[str], overrides: dict | None = None) -> 
     ``pseudo_family`` is the family's label, and ``ecutwfc``/``ecutrho`` (Ry) the user's or else the
     family's largest recommendation over ``elements`` (all elements of the set, not of one frame).
     """
-    layers = _merge(_protocol()["defaults"], overrides or {})
-    layers = _merge(layers, _protocol()["enforced"])
+    layers = recursive_merge(_protocol()["defaults"], overrides or {})
+    layers = recursive_merge(layers, _protocol()["enforced"])
     layers["pseudo_family"] = family.label
     system = layers["pw"]["parameters"].setdefault("SYSTEM", {})
     recommended = family_cutoffs(family, elements)
@@ -204,18 +201,54 @@ def pw_overrides(family, elements: list[str], overrides: dict | None = None) -> 
     return layers
 
 
+#: OpenMPI refuses to start as root unless both are set (``mpirun --allow-run-as-root`` is the same).
+MPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+def pw_job_options(code, options: dict | None = None) -> dict:
+    """The ``metadata.options`` of every ``PwCalculation``: ``options`` completed with working MPI settings.
+
+    What ``options`` gives wins. Otherwise the job runs ``mlip_mpiprocs`` processes (the code's
+    extra, set by ``aiida-mlip setup pw --mpiprocs``), else the computer's
+    ``default_mpiprocs_per_machine``, else one; ``withmpi`` is the code's ``with_mpi`` when it has
+    one, else whether more than one process runs (a one-process job needs no ``mpirun``). A job that
+    runs ``mpirun`` on a ``core.local`` computer as root gets OpenMPI's ``OMPI_ALLOW_RUN_AS_ROOT``
+    variables, without which OpenMPI refuses to start (containers run as root).
+    """
+    import os
+
+    options = copy.deepcopy(options or {})
+    resources = options.setdefault("resources", {})
+    resources.setdefault("num_machines", 1)
+    if "num_mpiprocs_per_machine" not in resources and "tot_num_mpiprocs" not in resources:
+        mpiprocs = (
+            code.base.extras.get(MPIPROCS_EXTRA, None) or code.computer.get_default_mpiprocs_per_machine()
+        )
+        resources["num_mpiprocs_per_machine"] = int(mpiprocs or 1)
+    processes = (
+        resources.get("tot_num_mpiprocs") or resources["num_machines"] * resources["num_mpiprocs_per_machine"]
+    )
+    if "withmpi" not in options:
+        options["withmpi"] = code.with_mpi if code.with_mpi is not None else processes > 1
+    if options["withmpi"] and code.computer.transport_type == "core.local" and os.geteuid() == 0:
+        environment = options.setdefault("environment_variables", {})
+        for key, value in MPI_AS_ROOT.items():
+            environment.setdefault(key, value)
+    return options
+
+
 def get_pw_builder(
     code, structure: orm.StructureData, overrides: dict, protocol: str = "fast", options: dict | None = None
 ):
     """Return a ``PwBaseWorkChain`` builder for one structure (``overrides`` from :func:`pw_overrides`).
 
     ``options`` (``resources``, ``max_wallclock_seconds`` in s, ``withmpi``...) go to the
-    ``metadata.options`` of every ``PwCalculation``.
+    ``metadata.options`` of every ``PwCalculation``, completed by :func:`pw_job_options`.
     """
     from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
     return PwBaseWorkChain.get_builder_from_protocol(
-        code, structure, protocol=protocol, overrides=overrides, options=options or None
+        code, structure, protocol=protocol, overrides=overrides, options=pw_job_options(code, options)
     )
 
 

@@ -10,7 +10,7 @@ from ase.build import bulk
 from click.testing import CliRunner
 
 from aiida_mlip.cmdline import cmd_root
-from aiida_mlip.cmdline.setup import ENGINE_EXECUTABLES
+from aiida_mlip.codes import ENGINE_EXECUTABLES
 from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / "examples" / "clusters"

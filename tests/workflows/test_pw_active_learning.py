@@ -23,10 +23,10 @@ from aiida.plugins import GroupFactory
 from ase import units
 from ase.build import bulk
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.demo import test_errors as held_out_errors
+from aiida_mlip.exploration.md import thermalize_momenta
 from aiida_mlip.history import format_history
 from aiida_mlip.pseudos import install_pseudo_family
 from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
@@ -110,8 +110,10 @@ def held_out_frames(potential, seed: int = 2024) -> list:
     for temperature in HELD_OUT_TEMPERATURES:
         atoms = bulk("Si", "diamond", a=5.43, cubic=True)
         atoms.calc = calculator
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+        dynamics = Langevin(
+            atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
+        )
         dynamics.run(100)
         for _ in range(HELD_OUT_PER_TEMPERATURE):
             dynamics.run(50)

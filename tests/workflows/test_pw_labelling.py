@@ -245,6 +245,7 @@ def test_failed_structures_are_recorded_and_excluded(pw_code, inconsistent_famil
     workchain = orm.load_node(failures[0]["workchain"])
     assert workchain.process_label == "PwBaseWorkChain" and workchain.is_failed
     assert "PwBaseWorkChain exit status" in failures[0]["error"]
+    assert failures[0]["cause"].startswith("pw.x error in set_dft_from_name")  # mixed functionals
     dataset = results["dataset"]
     assert dataset.n_frames == 2
     np.testing.assert_allclose(
