@@ -175,7 +175,7 @@ def cmd_watch(run, interval):
 @cmd_root.command("lineage")
 @arguments.DATUM("potential")
 def cmd_lineage(potential):
-    """Every training run, dataset version and labelling calculation behind a potential."""
+    """Every training run, dataset version, label set and labelling calculation behind a potential."""
     from tabulate import tabulate
 
     from aiida_mlip.data.potential import PotentialData
@@ -185,7 +185,4 @@ def cmd_lineage(potential):
         echo.echo_critical(f"node <{potential.pk}> is not a PotentialData")
     lineage = potential_lineage(potential)
     echo.echo(tabulate(lineage.as_table(), headers=["kind", "PK", "what", "created"]))
-    echo.echo(
-        f"\n{len(lineage.training_runs)} training run(s), {len(lineage.datasets)} dataset version(s), "
-        f"{len(lineage.labelling_calculations)} labelling calculation(s)"
-    )
+    echo.echo(f"\n{lineage.summary()}")
