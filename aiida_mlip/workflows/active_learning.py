@@ -126,6 +126,12 @@ def validate_inputs(inputs, _):
         message = validate_pw_inputs(structures, label["pw"])
         if message:
             return f"pw labeller: {message}"
+    if structures is not None and "labeller" in label.get("ase", {}):
+        from aiida_mlip.calculations.label import validate_ase_labelling
+
+        message = validate_ase_labelling(structures, label["ase"]["labeller"])
+        if message:
+            return f"ase labeller: {message}"
     if "initial" in inputs:
         initial = inputs["initial"].get_dict()
         if (
