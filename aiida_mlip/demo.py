@@ -6,7 +6,12 @@ committee potential for fcc aluminium from one cubic cell, with ASE's EMT calcul
 generated here independently of the training pool) and prints the final errors on it, the
 iteration table, and where the plot and the exported potential are.
 
-Run: ``python -m aiida_mlip.demo [--profile NAME] [--output demo-output]``.
+Each iteration calibrates the committee's force deviation on the frames it labels (which that
+committee never saw); at the end the latest calibration is checked on the held-out set: the share of
+frames whose calibrated max force error is within a factor of 2 of the observed one, and the rank
+correlation of deviation and error.
+
+Run: ``python -m aiida_mlip.demo [--profile NAME] [--output demo-output] [--target-force-error 0.3]``.
 """
 
 from __future__ import annotations
@@ -17,18 +22,18 @@ import time
 
 import numpy as np
 
-#: The demo's settings over the ``fast`` protocol (units: K, fs, eV/Angstrom).
+#: The demo's settings over the ``fast`` protocol (units: K, fs, eV/Angstrom); the trust window and
+#: break threshold are the defaults (:class:`~aiida_mlip.selection.trust.TrustWindow`).
 DEMO_OVERRIDES = {
     "initial": {"copies_per_structure": 24, "rattle": 0.15, "strain": 0.04},
     "exploration": {
-        "md": {"steps": 400, "timestep": 2.0, "check_interval": 10, "walkers": 1, "break_threshold": 2.0},
+        "md": {"steps": 400, "timestep": 2.0, "check_interval": 10, "walkers": 1},
         "schedule": [
             {"temperatures": [300, 600]},
             {"temperatures": [600, 900]},
             {"temperatures": [[300, 900]]},
         ],
     },
-    "trust": {"lo": 0.15, "hi": 1.0},
     "selection": {"budget": 10},
     "convergence": {"accurate_fraction": 0.9, "patience": 1, "max_iterations": 8},
     "training": {
@@ -89,6 +94,53 @@ def test_errors(potential, images) -> dict:
     }
 
 
+def calibration_check(potential, images, calibration: dict) -> dict:
+    """How well a recorded calibration predicts the final committee's per-frame max force error.
+
+    Parameters
+    ----------
+    potential
+        The final committee (``PotentialData``).
+    images
+        Labelled frames the committee was not trained on (reference forces in eV/Angstrom).
+    calibration
+        A ``Calibration.to_dict()`` (the ``fit`` of a ``calibration`` output of the run).
+
+    Returns
+    -------
+    dict
+        ``n_frames``; ``within_factor_2``: fraction of frames whose calibrated prediction is within a
+        factor of 2 of the observed max force error; ``spearman``: rank correlation of the committee's
+        max force deviation with that error; ``median_ratio`` of observed over predicted.
+    """
+    from scipy.stats import spearmanr
+
+    from aiida_mlip.learning.calibration import Calibration, calibration_pairs
+
+    fit = Calibration.from_dict(calibration)
+    pairs = calibration_pairs(potential.get_calculator(device="cpu", spread_every=1), images)
+    predicted = np.array(
+        [fit.predict(value, symbol) for value, symbol in zip(pairs.predicted, pairs.symbols, strict=True)]
+    )
+    ratio = pairs.observed / predicted
+    return {
+        "n_frames": len(pairs),
+        "within_factor_2": float(np.mean((ratio >= 0.5) & (ratio <= 2.0))),
+        "spearman": float(spearmanr(pairs.predicted, pairs.observed).statistic),
+        "median_ratio": float(np.median(ratio)),
+    }
+
+
+def latest_calibration(results) -> tuple[str, dict] | None:
+    """The newest calibration of a run that is not a fallback: (iteration key, fit), or None."""
+    calibrations = results.get("calibration", {})
+    for key in sorted(calibrations, key=lambda name: int(name.rsplit("_", 1)[1]), reverse=True):
+        fit = calibrations[key]["fit"]
+        if not fit["fallback"]:
+            return key, fit
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="aiida-mlip quick-start demo: active learning of Al with EMT"
@@ -98,7 +150,17 @@ def main(argv=None) -> int:
         "--output", default="demo-output", type=pathlib.Path, help="folder for the plot and model"
     )
     parser.add_argument("--protocol", default="fast", choices=["fast", "balanced", "precise"])
+    parser.add_argument(
+        "--target-force-error",
+        type=float,
+        default=None,
+        help="eV/Angstrom: derive each iteration's trust window from the latest calibration for this "
+        "per-frame max force error (default: the fixed window)",
+    )
     args = parser.parse_args(argv)
+    overrides = {key: dict(value) for key, value in DEMO_OVERRIDES.items()}
+    if args.target_force_error is not None:
+        overrides["trust"]["target_force_error"] = args.target_force_error
 
     from aiida import load_profile
 
@@ -124,7 +186,7 @@ def main(argv=None) -> int:
         labeller={"ase": {"calculator": "ase.calculators.emt.EMT"}},
         codes=codes,
         protocol=args.protocol,
-        overrides=DEMO_OVERRIDES,
+        overrides=overrides,
     )
     results, node = run_get_node(builder)
     elapsed = time.perf_counter() - start
@@ -137,7 +199,8 @@ def main(argv=None) -> int:
     potential = results["potential"]
     potential.export(args.output / "aluminium.safetensors", overwrite=True)
 
-    errors = test_errors(potential, held_out_set())
+    held_out = held_out_set()
+    errors = test_errors(potential, held_out)
     status = "converged" if node.is_finished_ok else f"NOT converged ({node.exit_message})"
     print(
         f"\nActiveLearningWorkChain<{node.pk}> {status} after {len(history)} iteration(s) in {elapsed:.0f} s; "
@@ -147,6 +210,29 @@ def main(argv=None) -> int:
         f"held-out EMT test set (30 frames, MD at 300/600/900 K): energy RMSE {1000 * errors['energy_rmse']:.2f} "
         f"meV/atom, force RMSE {1000 * errors['force_rmse']:.1f} meV/A"
     )
+    for record in history:
+        calibration = record.get("calibration")
+        text = (
+            "no new labels to calibrate on"
+            if not calibration
+            else f"calibration factor {calibration['factor']:.2f} on {calibration['n_pairs']} new labels"
+            + (" (fallback)" if calibration["fallback"] else "")
+            + f", rank correlation {calibration['spearman']:.2f}"
+        )
+        trust = record.get("trust", {})
+        print(
+            f"iteration {record['iteration']}: trust window {trust.get('lo', float('nan')):.3f}-"
+            f"{trust.get('hi', float('nan')):.3f} eV/A ({trust.get('source', '?')}); {text}"
+        )
+    latest = latest_calibration(results)
+    if latest is not None:
+        check = calibration_check(potential, held_out, latest[1])
+        print(
+            f"held-out calibration check (calibration of {latest[0]}, factor {latest[1]['factor']:.2f}): "
+            f"calibrated max force error within a factor of 2 of the observed one for "
+            f"{100 * check['within_factor_2']:.0f}% of {check['n_frames']} frames; rank correlation "
+            f"{check['spearman']:.2f}; median observed/predicted {check['median_ratio']:.2f}"
+        )
     print(
         f"plot: {args.output / 'history.png'}; potential: {args.output / 'aluminium.safetensors'} "
         f"(aiida_mlip.potentials.load_calculator loads it without AiiDA)"

@@ -6,9 +6,19 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     iteration, n_explored, n_accurate, n_candidate, n_failed, accurate_fraction, n_selected,
     n_labelled, n_label_failures, n_train_frames, rmse_energy (eV/atom), rmse_forces (eV/A),
     times: {explore, select, label, train} (s, the children's own run time), wall_time (s),
-    overhead (s: wall time minus the children's run time)
+    overhead (s: wall time minus the children's run time),
+    trust: {lo, hi, source} (eV/A: the window this iteration explored and selected with, and
+    where it came from: ``fixed`` or ``calibration of iteration N for target T eV/A``),
+    training_status ("ok", or "no_improvement" when the warm start could not beat its parent),
+    retrained_from_scratch (bool: the no_improvement answer), calibration: {factor, spearman,
+    n_pairs, fallback} (the previous committee's uncertainty against this iteration's new labels,
+    see aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
+    accurate_fraction, streak, rmse_met} (aiida_mlip.learning.convergence.decide)
 
-No AiiDA import here: the functions also serve the exported history of a finished run.
+The accurate fraction is over every checked frame, failed ones included. ``new_record``,
+``exploration_fields`` and ``close_record`` build a record step by step (the work chain and the
+AiiDA-free loop use them). No AiiDA import here: the functions also serve the exported history of a
+finished run.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import math
 import os
 from collections.abc import Sequence
 
-__all__ = ("format_history", "plot_history")
+__all__ = ("close_record", "exploration_fields", "format_history", "new_record", "plot_history")
 
 COLUMNS = (
     ("iter", "iteration", "{:d}"),
@@ -26,19 +36,70 @@ COLUMNS = (
     ("candidate", "n_candidate", "{:d}"),
     ("failed", "n_failed", "{:d}"),
     ("acc.frac", "accurate_fraction", "{:.3f}"),
+    ("trust lo", "trust.lo", "{:.3f}"),
+    ("trust hi", "trust.hi", "{:.3f}"),
     ("selected", "n_selected", "{:d}"),
     ("labelled", "n_labelled", "{:d}"),
     ("train set", "n_train_frames", "{:d}"),
     ("E rmse meV/at", "rmse_energy", "{:.2f}"),
     ("F rmse meV/A", "rmse_forces", "{:.1f}"),
+    ("rank corr", "calibration.spearman", "{:.2f}"),
+    ("cal.factor", "calibration.factor", "{:.2f}"),
     ("wall s", "wall_time", "{:.0f}"),
     ("overhead s", "overhead", "{:.1f}"),
 )
 _MILLI = {"rmse_energy", "rmse_forces"}
 
 
+def new_record(iteration: int) -> dict:
+    """The record of an iteration that is starting: nothing explored, selected or labelled yet."""
+    return {"iteration": iteration, "times": {}, "n_selected": 0, "n_labelled": 0, "n_label_failures": 0}
+
+
+def exploration_fields(summary: dict) -> dict:
+    """The record fields of an exploration summary (``counts``, ``n_candidates``).
+
+    ``accurate_fraction`` is accurate over all checked frames, failed ones included.
+    """
+    counts = summary["counts"]
+    total = counts["accurate"] + counts["candidate"] + counts["failed"]
+    return {
+        "n_explored": total,
+        "n_accurate": counts["accurate"],
+        "n_candidate": counts["candidate"],
+        "n_failed": counts["failed"],
+        "accurate_fraction": counts["accurate"] / total if total else 0.0,
+        "n_candidates": summary.get("n_candidates", 0),
+    }
+
+
+def close_record(record: dict, history: Sequence[dict], n_train_frames: int, wall_time: float) -> dict:
+    """Finish an iteration's record: errors carried over when nothing was trained, times.
+
+    Parameters
+    ----------
+    record
+        The iteration's record so far (changed in place and returned).
+    history
+        The earlier records, oldest first.
+    n_train_frames
+        Frames in the dataset the current committee was trained on.
+    wall_time
+        Seconds since the iteration started; ``overhead`` is what the children's times leave of it.
+    """
+    if "rmse_forces" not in record and history:
+        for key in ("rmse_energy", "rmse_forces", "n_train_frames"):
+            record[key] = history[-1].get(key)
+    record["wall_time"] = wall_time
+    record["overhead"] = max(0.0, wall_time - sum(record.get("times", {}).values()))
+    record.setdefault("n_train_frames", n_train_frames)
+    return record
+
+
 def _cell(record: dict, key: str, fmt: str) -> str:
-    value = record.get(key)
+    value = record
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if key in _MILLI:

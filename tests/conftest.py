@@ -217,3 +217,24 @@ def slurm_ssh_codes(aiida_profile):
     require_component(slurm_ready(), "a SLURM cluster (sudo scripts/slurm-local.sh)")
     require_component(ssh_localhost_ready(), "SSH to localhost (scripts/ssh-localhost.sh)")
     return _example_cluster_codes("slurm-ssh-localhost.yaml")
+
+
+@pytest.fixture
+def generate_workchain(aiida_profile):
+    """Return a factory of work chain instances that are set up but not run, to call outline steps on.
+
+    ``generate_workchain(ActiveLearningWorkChain, builder_or_inputs)`` stores the process node with
+    its inputs; a test then sets ``process.ctx`` as the steps before would have and calls one step.
+    """
+
+    def factory(process_class, inputs):
+        from aiida.engine.processes.builder import ProcessBuilder
+        from aiida.engine.utils import instantiate_process
+        from aiida.manage import get_manager
+
+        runner = get_manager().get_runner()
+        if isinstance(inputs, ProcessBuilder):
+            return instantiate_process(runner, inputs)
+        return instantiate_process(runner, process_class, **inputs)
+
+    return factory

@@ -23,6 +23,10 @@ class EngineCalculation(CalcJob):
 
     RETRIEVE: tuple[str, ...] = ()
     STDOUT = "aiida.out"
+    #: What the job does, for the shared exit messages ("The training refused its input: ...").
+    ACTION = "The job"
+    #: The message of exit code 300, when the executable left none of the outputs its parser needs.
+    MISSING_OUTPUT = "wrote none of its outputs"
 
     @classmethod
     def define(cls, spec):
@@ -33,6 +37,9 @@ class EngineCalculation(CalcJob):
         }
         spec.inputs["metadata"]["options"]["output_filename"].default = cls.STDOUT
         spec.inputs["metadata"]["options"]["withmpi"].default = False
+        # the two exit codes every engine CalcJob shares (the executable's own go from 302 on)
+        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message=f"{cls.ACTION} {cls.MISSING_OUTPUT}.")
+        spec.exit_code(301, "ERROR_BAD_INPUT", message=f"{cls.ACTION} refused its input: {{message}}")
 
     def write_inputs(self, folder, local_copy_list: list) -> list[str]:
         """Write input files into ``folder``, append repository copies; return the command-line arguments."""

@@ -48,6 +48,8 @@ class ExploreCalculation(EngineCalculation):
     produced a single frame.
     """
 
+    ACTION = "The exploration"
+    MISSING_OUTPUT = "wrote no summary"
     RETRIEVE = ("trajectory.extxyz", "frames.csv", "candidates.h5", "candidates.csv", "summary.json")
 
     @classmethod
@@ -85,8 +87,6 @@ class ExploreCalculation(EngineCalculation):
         )
         spec.output("trajectory", valid_type=orm.SinglefileData, required=False, help="extxyz trajectory.")
         spec.output("summary", valid_type=orm.Dict, help="Per walker: steps, why it stopped, class counts.")
-        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The exploration wrote no summary.")
-        spec.exit_code(301, "ERROR_BAD_INPUT", message="The exploration refused its input: {message}")
         spec.exit_code(
             310,
             "ERROR_ALL_WALKERS_EXPLODED",

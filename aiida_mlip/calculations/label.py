@@ -62,6 +62,8 @@ class LabelCalculation(EngineCalculation):
     ``failures`` output and the frames that succeeded are kept.
     """
 
+    ACTION = "The labeller"
+    MISSING_OUTPUT = "wrote no summary: it did not run to the end"
     RETRIEVE = ("labelled.h5", "labelled_indices.json", "failures.json", "summary.json")
 
     @classmethod
@@ -94,10 +96,6 @@ class LabelCalculation(EngineCalculation):
             help="`failures`: index in the input and error of each frame that could not be labelled.",
         )
         spec.output("summary", valid_type=orm.Dict, help="Counts and wall time.")
-        spec.exit_code(
-            300, "ERROR_MISSING_OUTPUT", message="The labeller wrote no summary: it did not run to the end."
-        )
-        spec.exit_code(301, "ERROR_BAD_INPUT", message="The labeller refused its input: {message}")
         spec.exit_code(310, "ERROR_ALL_LABELS_FAILED", message="Every structure failed to be labelled.")
         spec.exit_code(
             311,

@@ -13,27 +13,23 @@ __all__ = ("SelectCalculation",)
 
 
 def validate_parameters(value, _):
-    """A known strategy, a non-negative budget, a sensible trust window."""
+    """The selection block and trust window (:class:`~aiida_mlip.selection.settings.SelectParameters`)."""
     if value is None:
         return None
-    from aiida_mlip.selection.strategies import STRATEGIES
+    from aiida_mlip.selection.settings import SelectParameters
 
-    parameters = value.get_dict()
-    strategy = parameters.get("strategy", "hybrid")
-    if strategy not in STRATEGIES:
-        return f"unknown selection strategy {strategy!r}; choose one of {sorted(STRATEGIES)}"
-    budget = parameters.get("budget")
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
-        return f"the selection needs a non-negative integer budget, got {budget!r}"
-    lo, hi = parameters.get("lo"), parameters.get("hi")
-    if lo is not None and hi is not None and not 0 <= lo < hi:
-        return f"the trust window needs 0 <= lo < hi, got lo={lo}, hi={hi}"
+    try:
+        SelectParameters.from_mapping(value.get_dict())
+    except ValueError as exception:
+        return f"invalid selection parameters: {exception}"
     return None
 
 
 class SelectCalculation(EngineCalculation):
     """Select a de-duplicated batch of configurations to label from a pool of candidates."""
 
+    ACTION = "The selection"
+    MISSING_OUTPUT = "wrote no selection.json"
     RETRIEVE = ("selected.h5", "selection.json")
 
     @classmethod
@@ -55,7 +51,8 @@ class SelectCalculation(EngineCalculation):
             "parameters",
             valid_type=orm.Dict,
             validator=validate_parameters,
-            help="`strategy` (default hybrid), `budget` and the strategy's options (`lo`, `hi` in eV/A, ...).",
+            help="SelectParameters: `strategy` (default hybrid), `budget` (>= 1), `seed`, the strategy's options "
+            "and `trust` (`lo`, `hi` in eV/A).",
         )
         spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.select"
         spec.output(
@@ -64,8 +61,6 @@ class SelectCalculation(EngineCalculation):
         spec.output(
             "selection", valid_type=orm.Dict, help="Each pick's index in the pool and score; strategy info."
         )
-        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The selection wrote no selection.json.")
-        spec.exit_code(301, "ERROR_BAD_INPUT", message="The selection refused its input: {message}")
 
     def write_inputs(self, folder, local_copy_list):
         pool, potential = self.inputs.pool, self.inputs.potential

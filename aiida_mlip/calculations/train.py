@@ -18,7 +18,7 @@ def validate_parameters(value, _):
     from aiida_mlip.potentials.train import TrainConfig
 
     try:
-        TrainConfig.from_dict(value.get_dict())
+        TrainConfig.from_mapping(value.get_dict())
     except (TypeError, ValueError) as exception:
         return f"invalid training parameters: {exception}"
     return None
@@ -65,6 +65,8 @@ class TrainCalculation(EngineCalculation):
     by its wall time can be restarted from it (see ``TrainingWorkChain``).
     """
 
+    ACTION = "The training"
+    MISSING_OUTPUT = "wrote neither a model nor a checkpoint"
     RETRIEVE = ("model.safetensors", "metrics.json", "learning_curve.csv", "checkpoint.safetensors")
 
     @classmethod
@@ -103,7 +105,10 @@ class TrainCalculation(EngineCalculation):
             valid_type=orm.Dict,
             required=False,
             help="Train/validation RMSE of energy per atom (eV/atom), forces (eV/A) and stress (eV/A^3), "
-            "per member and for the committee mean; status, epochs, timings, device.",
+            "per member and for the committee mean; `status` (`ok`, or `no_improvement` when a warm start "
+            "did not beat its parent's validation loss: the potential output is then the trained weights "
+            "all the same), `epochs_run`, `best_epoch`, timings, device; on a warm start `new_frames`: "
+            "force RMSE (eV/A) of the frames the parent had not seen, before and after.",
         )
         spec.output(
             "learning_curve",
@@ -117,10 +122,6 @@ class TrainCalculation(EngineCalculation):
             required=False,
             help="The last good weights of a run that did not finish: the restart point.",
         )
-        spec.exit_code(
-            300, "ERROR_MISSING_OUTPUT", message="The training wrote neither a model nor a checkpoint."
-        )
-        spec.exit_code(301, "ERROR_BAD_INPUT", message="The training refused its input: {message}")
         spec.exit_code(
             302, "ERROR_DEVICE_UNAVAILABLE", message="The requested training device is missing: {message}"
         )

@@ -203,16 +203,31 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
 def _print_status(node):
     from aiida_mlip.history import format_history
 
-    history = (
-        node.outputs.history["iterations"]
-        if "history" in node.outputs
-        else node.base.extras.get("history", [])
-    )
+    output = node.outputs.history.get_dict() if "history" in node.outputs else {}
+    history = output.get("iterations", node.base.extras.get("history", []))
     echo.echo(
         f"{node.process_label}<{node.pk}>: {node.process_state.value if node.process_state else '?'}"
         + (f", exit {node.exit_status} {node.exit_message or ''}" if node.is_terminated else "")
     )
     echo.echo(format_history(history) if history else "no iteration finished yet")
+    ended = output.get("ended") or (history[-1].get("convergence") if history else None)
+    if ended and (node.is_terminated or ended.get("converged")):
+        echo.echo(f"ended by `{ended['criterion']}`: {ended['reason']}")
+    for record in history:
+        calibration = record.get("calibration")
+        if calibration:
+            spearman = calibration.get("spearman")
+            echo.echo(
+                f"iteration {record['iteration']}: calibration on {calibration.get('n_pairs')} new labels, "
+                f"factor {calibration.get('factor'):.2f}"
+                + (" (fallback: too few pairs)" if calibration.get("fallback") else "")
+                + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
+            )
+        if record.get("training_status", "ok") != "ok":
+            echo.echo(
+                f"iteration {record['iteration']}: training {record['training_status']}"
+                + (", retrained from scratch" if record.get("retrained_from_scratch") else "")
+            )
     if "potential" in node.outputs:
         echo.echo(
             f"potential <{node.outputs.potential.pk}>, dataset <{node.outputs.dataset.pk}> "

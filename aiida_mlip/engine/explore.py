@@ -23,62 +23,14 @@ exploded before its first frame (the start structures or the potential are broke
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import yaml
+from aiida_mlip.engine.io import EXIT_OK, InputError, read_mapping, read_structures, report_bad_input
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 EXIT_ALL_EXPLODED = 3
-
-
-class InputError(ValueError):
-    """A problem with the files or parameters given; exit code 2."""
-
-
-def read_parameters(path: str | Path) -> dict:
-    """Read a YAML or JSON mapping of parameters."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"parameters file {path} not found")
-    try:
-        text = path.read_text()
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot parse parameters file {path}: {error}") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise InputError(f"parameters file {path} must hold a mapping, not {type(values).__name__}")
-    return values
-
-
-def read_structures(path: str | Path, require_labels: bool = False):
-    """Read configurations from extxyz (or any ASE format) or a Frames ``.h5`` file, as ASE Atoms."""
-    from aiida_mlip.potentials.frames import Frames
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"structures file {path} not found")
-    try:
-        if path.suffix in (".h5", ".hdf5"):
-            frames = Frames.read_hdf5(path)
-            if require_labels:
-                frames.validate(require_labels=True)
-            return frames.to_atoms()
-        from ase.io import read
-
-        images = read(path, index=":")
-    except InputError:
-        raise
-    except Exception as error:
-        raise InputError(f"cannot read structures from {path}: {error}") from None
-    if not images:
-        raise InputError(f"{path} holds no structures")
-    return images
+PROGRAM = "aiida-mlip-explore"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,21 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _active_set_from_training(calculator, images, kind: str):
-    import numpy as np
-
-    from aiida_mlip.selection.maxvol import ActiveSet
-
-    features, numbers, frames = [], [], []
-    for index, atoms in enumerate(images):
-        features.append(calculator.get_features(atoms, kind=kind))
-        numbers.append(atoms.numbers)
-        frames.append(np.full(len(atoms), index))
-    return ActiveSet.build(
-        np.concatenate(features), np.concatenate(numbers), frame_index=np.concatenate(frames)
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from aiida_mlip.exploration.md import explore, grader
     from aiida_mlip.exploration.parameters import ExploreParameters
@@ -125,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        parameters = ExploreParameters.from_mapping(read_parameters(args.parameters))
+        parameters = ExploreParameters.from_mapping(read_mapping(args.parameters))
     except ValueError as error:
         raise InputError(f"invalid parameters: {error}") from None
     structures = read_structures(args.structures)
@@ -146,15 +83,14 @@ def run(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     grade = None
     if args.active_set or args.training:
+        from aiida_mlip.selection.features import active_set_from
         from aiida_mlip.selection.maxvol import ActiveSet
 
         try:
             if args.active_set:
                 active_set = ActiveSet.load(args.active_set)
             else:
-                active_set = _active_set_from_training(
-                    calculator, read_structures(args.training), args.features
-                )
+                active_set = active_set_from(calculator, read_structures(args.training), args.features)
                 active_set.save(output / "active_set.npz")
         except (ValueError, OSError) as error:
             raise InputError(f"cannot use the active set: {error}") from None
@@ -164,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     log(
         f"aiida-mlip-explore: {parameters.walkers} walker(s), {parameters.ensemble.upper()}, {parameters.steps} steps of "
         f"{parameters.timestep} fs, T {parameters.temperature[0]}..{parameters.temperature[1]} K, "
-        f"trust window [{parameters.trust_lo}, {parameters.trust_hi}) eV/A, break at {parameters.break_threshold} eV/A"
+        f"trust window [{parameters.trust.lo}, {parameters.trust.hi}) eV/A, break at {parameters.break_threshold} eV/A"
     )
     start = time.perf_counter()
     result = explore(structures, calculator, parameters, grade=grade, log=log)
@@ -175,19 +111,17 @@ def run(args: argparse.Namespace) -> int:
         f"stop reasons {summary['stop_reasons']}"
     )
     if result.all_exploded_before_first_frame:
-        print("aiida-mlip-explore: every walker exploded before its first frame", file=sys.stderr, flush=True)
+        print(f"{PROGRAM}: every walker exploded before its first frame", file=sys.stderr, flush=True)
         return EXIT_ALL_EXPLODED
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return run(args)
     except InputError as error:
-        print(f"aiida-mlip-explore: error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+        return report_bad_input(PROGRAM, error)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,16 @@ the model file, needed by the strategies that use per-atom features (and to comp
 deviation when no scores are given); the training set, whose features give the starting active
 set and whose frames are never selected again (near-duplicates), or an active set file.
 
-Parameters (YAML/JSON mapping): ``strategy`` (one of
-:data:`~aiida_mlip.selection.strategies.STRATEGIES`, default ``hybrid``), ``budget`` (required),
-``seed``, ``features`` (``hidden`` or ``descriptor``) and any keyword option of the strategy
-(``lo``, ``hi``, ``tol``, ``duplicate_tol``, ``regularisation``, ``kind``...).
+Parameters (YAML/JSON mapping): :class:`~aiida_mlip.selection.settings.SelectParameters`, i.e. the
+``selection`` block (``strategy``, default ``hybrid``; ``budget`` >= 1; ``seed``; ``features``;
+the strategy's options) and the ``trust`` window (``{"lo": ..., "hi": ...}``, eV/Angstrom).
+The selection itself is :func:`aiida_mlip.selection.batch.select_batch`: the window first, then
+the top-up from above ``hi``; frames with atoms closer than ``min_distance`` are never picked.
 
 Outputs: ``selected.h5`` (unlabelled Frames) and ``selected.extxyz``; ``selection.json`` with, for
-each pick, the pool file and index in it and its score, plus the strategy's info; and, for the
-D-optimal strategies, ``active_set.npz`` with the picked frames' rows swapped in.
+each pick, the pool file and index in it and its score, plus the strategy's info (``stop_reason``,
+``origin`` counts); and, for the D-optimal strategies, ``active_set.npz`` with the picked frames'
+rows swapped in.
 
 Exit codes: 0 selection written (possibly fewer frames than the budget; ``selection.json`` says
 why); 2 bad input (message on stderr).
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import sys
 import time
@@ -37,17 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from aiida_mlip.engine.explore import InputError, read_parameters, read_structures
+from aiida_mlip.engine.io import EXIT_OK, InputError, read_mapping, read_structures, report_bad_input
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 SCORE_COLUMNS = ("max_force_deviation", "energy_deviation", "gamma")
+PROGRAM = "aiida-mlip-select"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aiida-mlip-select", description="Select configurations to label from a pool."
-    )
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="Select configurations to label from a pool.")
     parser.add_argument(
         "--pool", action="append", required=True, help="pool file (Frames .h5 or extxyz); repeatable"
     )
@@ -78,151 +76,117 @@ def _read_scores(path: Path, n_frames: int) -> dict[str, np.ndarray]:
     }
 
 
-def _features(calculator, images, kind: str):
-    features, numbers, frames = [], [], []
-    for index, atoms in enumerate(images):
-        features.append(calculator.get_features(atoms, kind=kind))
-        numbers.append(atoms.numbers)
-        frames.append(np.full(len(atoms), index))
-    return np.concatenate(features), np.concatenate(numbers), np.concatenate(frames)
-
-
-def run(args: argparse.Namespace) -> int:
-    from aiida_mlip.potentials.frames import Frames
-    from aiida_mlip.selection.maxvol import ActiveSet
-    from aiida_mlip.selection.pool import SelectionPool
-    from aiida_mlip.selection.strategies import STRATEGIES
-
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    options = read_parameters(args.parameters)
-    strategy = options.pop("strategy", "hybrid")
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(STRATEGIES))}")
-    if "budget" not in options:
-        raise InputError("the parameters need a 'budget' (frames to select)")
-    budget = options.pop("budget")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise InputError(f"budget must be a non-negative integer, got {budget!r}")
-    seed = options.pop("seed", 0)
-    kind = options.pop("features", "hidden")
-    function = STRATEGIES[strategy]
-    accepted = {
-        name
-        for name, parameter in inspect.signature(function).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise InputError(
-            f"strategy {strategy!r} takes no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(accepted))}"
-        )
-
-    images, sources, scores = [], [], {}
-    for pool_path in map(Path, args.pool):
-        pool_images = read_structures(pool_path)
-        for name, values in _read_scores(pool_path, len(pool_images)).items():
-            scores.setdefault(name, []).append((len(images), values))
-        sources += [(str(pool_path), index) for index in range(len(pool_images))]
-        images += pool_images
-    n_frames = len(images)
-    score_arrays = {}
-    for name, parts in scores.items():
-        array = np.full(n_frames, np.nan)
-        for start, values in parts:
-            array[start : start + len(values)] = values
-        score_arrays[name] = array
-    log(
-        f"aiida-mlip-select: {n_frames} frames in {len(args.pool)} pool file(s), strategy {strategy}, budget {budget}"
-    )
-
-    calculator = None
-    if args.model:
-        if not Path(args.model).is_file():
-            raise InputError(f"model file {args.model} not found")
-        from aiida_mlip.potentials import load_calculator
-
-        try:
-            calculator = load_calculator(args.model, device=args.device, spread_every=1)
-        except (ValueError, OSError) as error:
-            raise InputError(f"cannot load model {args.model}: {error}") from None
-    start = time.perf_counter()
-    pool_kwargs = {}
-    if calculator is not None:
-        features, numbers, row_frame = _features(calculator, images, kind)
-        pool_kwargs = {"features": features, "numbers": numbers, "row_frame": row_frame}
-        if "max_force_deviation" not in score_arrays or np.isnan(score_arrays["max_force_deviation"]).any():
-            deviation = []
-            for atoms in images:
-                atoms = atoms.copy()
-                atoms.calc = calculator
-                atoms.get_forces()
-                deviation.append(calculator.results["max_force_deviation"])
-            score_arrays["max_force_deviation"] = np.asarray(deviation)
-        log(
-            f"features of {len(features)} atoms ({features.shape[1]} each) in {time.perf_counter() - start:.1f} s"
-        )
-    pool = SelectionPool(n_frames=n_frames, scores=score_arrays, **pool_kwargs)
-
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    if args.training or args.active_set:
-        if calculator is None:
-            raise InputError("--training and --active-set need --model (features of the same potential)")
-        try:
-            if args.active_set:
-                active_set = ActiveSet.load(args.active_set)
-            else:
-                training = read_structures(args.training)
-                t_features, t_numbers, t_frames = _features(calculator, training, kind)
-                active_set = ActiveSet.build(t_features, t_numbers, frame_index=t_frames)
-                reference = SelectionPool(
-                    n_frames=len(training), features=t_features, numbers=t_numbers, row_frame=t_frames
-                ).frame_fingerprints()
-                if "reference_fingerprints" in accepted:
-                    options.setdefault("reference_fingerprints", reference)
-        except (ValueError, OSError) as error:
-            raise InputError(f"cannot use the training set / active set: {error}") from None
-        if "active_set" in accepted:
-            options.setdefault("active_set", active_set)
-        for note in active_set.notes:
-            log(f"active set: {note}")
+def read_parameters(path: str):
+    """The :class:`SelectParameters` of the ``--parameters`` file."""
+    from aiida_mlip.selection.settings import SelectParameters
 
     try:
-        result = function(pool, budget, rng=seed, **options)
-    except (ValueError, TypeError) as error:
-        raise InputError(f"{strategy}: {error}") from None
-    info = dict(result.info)
-    updated = info.pop("active_set", None)
-    if updated is not None:
-        updated.save(output / "active_set.npz")
-    picked = [images[i].copy() for i in result.indices]  # copies carry no calculator: unlabelled
+        return SelectParameters.from_mapping(read_mapping(path))
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def read_pool(paths: list[str]) -> tuple[list, list[tuple[str, int]], dict[str, np.ndarray]]:
+    """The pool's images, each one's (file, index in file), and the scores of the sidecar tables (NaN where none)."""
+    images, sources, parts = [], [], {}
+    for pool_path in map(Path, paths):
+        pool_images = read_structures(pool_path)
+        for name, values in _read_scores(pool_path, len(pool_images)).items():
+            parts.setdefault(name, []).append((len(images), values))
+        sources += [(str(pool_path), index) for index in range(len(pool_images))]
+        images += pool_images
+    scores = {}
+    for name, chunks in parts.items():
+        scores[name] = np.full(len(images), np.nan)
+        for start, values in chunks:
+            scores[name][start : start + len(values)] = values
+    return images, sources, scores
+
+
+def load_model(path: str | None, device: str):
+    """The committee calculator of ``--model``, or ``None``."""
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise InputError(f"model file {path} not found")
+    from aiida_mlip.potentials import load_calculator
+
+    try:
+        return load_calculator(path, device=device, spread_every=1)
+    except (ValueError, OSError) as error:
+        raise InputError(f"cannot load model {path}: {error}") from None
+
+
+def write_outputs(output: Path, outcome, images, sources, parameters) -> None:
+    """``selected.h5``, ``selected.extxyz``, ``selection.json`` and the active set."""
+    from ase.io import write
+
+    from aiida_mlip.exploration.records import frames_of
+    from aiida_mlip.potentials.frames import Frames
+
+    if outcome.active_set is not None:
+        outcome.active_set.save(output / "active_set.npz")
+    picked = [images[i].copy() for i in outcome.indices]  # copies carry no calculator: unlabelled
     if picked:
         Frames.from_atoms(picked, require_labels=False).write_hdf5(output / "selected.h5")
-        from ase.io import write
-
         write(output / "selected.extxyz", picked, format="extxyz")
     else:
-        from aiida_mlip.exploration.records import frames_of
-
         frames_of([]).write_hdf5(output / "selected.h5")
         (output / "selected.extxyz").write_text("")
     record = {
         "format": "aiida-mlip-selection",
-        "format_version": 1,
-        "strategy": strategy,
-        "budget": budget,
-        "pool_frames": n_frames,
+        "format_version": 2,
+        "strategy": parameters.strategy,
+        "budget": parameters.budget,
+        "trust": parameters.trust.to_dict(),
+        "pool_frames": len(images),
         "selected": [
             {"pool_index": int(i), "file": sources[i][0], "index_in_file": sources[i][1], "score": float(s)}
-            for i, s in zip(result.indices, result.scores, strict=True)
+            for i, s in zip(outcome.indices, outcome.scores, strict=True)
         ],
-        "info": info,
+        "info": outcome.info,
     }
     (output / "selection.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiida_mlip.selection.batch import select_batch
+    from aiida_mlip.selection.maxvol import ActiveSet
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    parameters = read_parameters(args.parameters)
+    images, sources, scores = read_pool(args.pool)
     log(
-        f"selected {len(result.indices)} of {n_frames} frames ({info.get('stop_reason')}) in {time.perf_counter() - start:.1f} s"
+        f"{PROGRAM}: {len(images)} frames in {len(args.pool)} pool file(s), strategy {parameters.strategy}, "
+        f"budget {parameters.budget}, trust window [{parameters.trust.lo}, {parameters.trust.hi}) eV/A"
+    )
+    calculator = load_model(args.model, args.device)
+    if (args.training or args.active_set) and calculator is None:
+        raise InputError("--training and --active-set need --model (features of the same potential)")
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        training = read_structures(args.training) if args.training else None
+        active_set = ActiveSet.load(args.active_set) if args.active_set else None
+        outcome = select_batch(
+            images,
+            parameters.selection(),
+            parameters.trust,
+            calculator=calculator,
+            scores=scores,
+            training=training,
+            active_set=active_set,
+            log=log,
+        )
+    except (ValueError, OSError) as error:
+        raise InputError(f"{parameters.strategy}: {error}") from None
+    write_outputs(output, outcome, images, sources, parameters)
+    log(
+        f"selected {len(outcome.indices)} of {len(images)} frames ({outcome.info.get('stop_reason')}; "
+        f"origin {outcome.info.get('origin')}) in {time.perf_counter() - start:.1f} s"
     )
     return EXIT_OK
 
@@ -232,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except InputError as error:
-        print(f"aiida-mlip-select: error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+        return report_bad_input(PROGRAM, error)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Inputs
 
 Config keys (all optional; units Angstrom, eV), see :class:`aiida_mlip.potentials.train.TrainConfig`:
     committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
-    hidden (64), repulsion_radius (null), max_epochs (200), batch_size (4), lr (5e-3),
+    hidden (64), repulsion_radius (null), max_epochs (200), min_epochs (10), batch_size (4), lr (5e-3),
     min_lr (5e-5), optimizer ("adamw" | "adam"), weight_decay (0), scheduler ("cosine" | "plateau" |
     "constant"), energy_weight (10), forces_weight (1), stress_weight (1), valid_fraction (0.1),
     patience (50), bootstrap (true), gradient_clip (10), divergence_factor (1000), seed (0),
@@ -23,8 +23,14 @@ Outputs (in ``--output-dir``)
     ``model.safetensors`` (the committee, best validation epoch; only when training succeeded),
     ``checkpoint.safetensors`` (refreshed after every good epoch, a valid model file usable as
     ``--init`` to restart a run killed by a walltime), ``learning_curve.csv`` and ``metrics.json``
-    (``status``: ``"ok"`` | ``"nan_loss"`` | ``"diverged"``, epochs, best epoch, final learning rate,
-    seconds per epoch, device, and the RMSEs of :class:`~aiida_mlip.potentials.train.TrainResult`).
+    (``status``: ``"ok"`` | ``"no_improvement"`` | ``"nan_loss"`` | ``"diverged"``, ``epochs_run``,
+    ``best_epoch``, final learning rate, seconds per epoch, device, the RMSEs of
+    :class:`~aiida_mlip.potentials.train.TrainResult` and, on a warm start, ``new_frames``: the
+    force RMSE of the frames the parent had not seen, before and after). The model file's metadata
+    records the fingerprints of the frames it was trained on (``training_frames``), which is how a
+    later warm start from it tells its new frames. ``no_improvement`` (a warm start whose trained
+    weights did not beat the parent's validation loss) still writes ``model.safetensors`` (the
+    trained weights) and exits 0.
 
 Devices
     ``--device auto`` (default) trains on CUDA when a GPU is visible and otherwise on the CPU, with a
@@ -42,64 +48,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
+from aiida_mlip.engine.io import (
+    EXIT_OK,
+    InputError,
+    read_labelled,
+    read_mapping,
+    report_bad_input,
+)
+
 EXIT_NAN_LOSS = 3
 EXIT_DIVERGED = 4
 EXIT_NO_DEVICE = 5
-_STATUS_EXIT = {"ok": EXIT_OK, "nan_loss": EXIT_NAN_LOSS, "diverged": EXIT_DIVERGED}
-
-
-class InputError(Exception):
-    """A problem with the files or settings given to the executable."""
-
-
-def read_config(path: str | os.PathLike) -> dict:
-    """Read a YAML or JSON mapping of training settings."""
-    import yaml
-
-    try:
-        text = Path(path).read_text()
-    except OSError as exception:
-        raise InputError(f"cannot read the config file {path}: {exception}") from exception
-    try:
-        values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exception:
-        raise InputError(f"the config file {path} is not valid YAML/JSON: {exception}") from exception
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise InputError(f"the config file {path} must hold a mapping, not {type(values).__name__}")
-    return values
-
-
-def read_dataset(path: str | os.PathLike):
-    """Read labelled frames from HDF5 (``Frames`` format) or extended XYZ."""
-    from aiida_mlip.potentials.frames import Frames
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"the dataset {path} does not exist")
-    try:
-        if path.suffix in (".h5", ".hdf5"):
-            frames = Frames.read_hdf5(path)
-        elif path.suffix in (".extxyz", ".xyz"):
-            frames = Frames.read_extxyz(path)
-        else:
-            raise InputError(f"unknown dataset format {path.suffix!r}: use .h5/.hdf5 or .extxyz/.xyz")
-        frames.validate(require_labels=True)
-    except InputError:
-        raise
-    except Exception as exception:
-        raise InputError(f"cannot read the dataset {path}: {exception}") from exception
-    if len(frames) < 2:
-        raise InputError(f"the dataset {path} holds {len(frames)} frame(s); at least 2 are needed")
-    return frames
+PROGRAM = "aiida-mlip-train"
+_STATUS_EXIT = {
+    "ok": EXIT_OK,
+    "no_improvement": EXIT_OK,
+    "nan_loss": EXIT_NAN_LOSS,
+    "diverged": EXIT_DIVERGED,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,17 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         from aiida_mlip.potentials.train import TrainConfig
 
         try:
-            config = TrainConfig.from_dict(read_config(arguments.config))
+            config = TrainConfig.from_mapping(read_mapping(arguments.config, "config"))
+        except InputError:
+            raise
         except ValueError as exception:
             raise InputError(f"bad training configuration: {exception}") from exception
-        train = read_dataset(arguments.dataset)
-        valid = read_dataset(arguments.valid) if arguments.valid else None
+        train = read_labelled(arguments.dataset, minimum=2)
+        valid = read_labelled(arguments.valid) if arguments.valid else None
         if arguments.init is not None and not Path(arguments.init).is_file():
             raise InputError(f"the initial model {arguments.init} does not exist")
         output.mkdir(parents=True, exist_ok=True)
     except InputError as exception:
-        print(f"aiida-mlip-train: error: {exception}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+        return report_bad_input(PROGRAM, exception)
 
     from aiida_mlip.potentials.committee import save_committee
     from aiida_mlip.potentials.model_file import ModelFileError
@@ -160,13 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             curve_path=output / "learning_curve.csv",
         )
     except (ValueError, ModelFileError, RuntimeError) as exception:
-        print(f"aiida-mlip-train: error: {exception}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+        return report_bad_input(PROGRAM, exception)
     metrics = dict(result.metrics)
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["config"] = config.to_dict()
-    if result.status == "ok":
-        save_committee(result.model, output / "model.safetensors", {"training_metrics": _summary(metrics)})
+    if result.status in ("ok", "no_improvement"):
+        save_committee(
+            result.model,
+            output / "model.safetensors",
+            {"training_metrics": _summary(metrics), "training_frames": result.training_frames},
+        )
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     log(f"status: {result.status}; outputs in {output.resolve()}")
     return _STATUS_EXIT[result.status]
@@ -203,7 +177,7 @@ def check_device(requested: str, output: Path) -> str | None:
 def _summary(metrics: dict) -> dict:
     """The committee-mean validation (or training) RMSEs, for the model file's metadata."""
     split = metrics.get("valid") or metrics.get("train") or {}
-    return {"status": metrics["status"], "epochs": metrics["epochs"], **split.get("mean", {})}
+    return {"status": metrics["status"], "epochs": metrics["epochs_run"], **split.get("mean", {})}
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ Each walker runs NVT, NPT or NVE dynamics (ASE integrators, see
 :class:`~aiida_mlip.exploration.parameters.ExploreParameters`) with temperature and pressure
 ramps, and every ``check_interval`` steps :func:`~aiida_mlip.exploration.watch.check_frame` records
 the committee's force deviation, the extrapolation grade (when an active set is given), the
-closest pair of atoms and the energy. Frames inside the trust window become candidates for
-labelling; a frame at the break threshold ends the walker (the trajectory up to it is kept), and so
+closest pair of atoms and the energy. Frames inside the trust window and, for the selection's
+top-up, frames above it that did not explode (up to and including the breaking frame) become
+candidates for labelling; a frame at the break threshold ends the walker (the trajectory up to it
+is kept), and so
 does an explosion, which is an outcome of the walker, never an exception of the run. This is the
 exploration step of concurrent learning as in DP-GEN (Zhang et al., Comput. Phys. Commun. 253,
 107206 (2020)) with the D-optimality grade of Podryabinkin & Shapeev (Comput. Mater. Sci. 140, 171
@@ -57,7 +59,9 @@ class WalkerResult:
     trajectory : list[Atoms]
         Frames written every ``write_interval`` steps (and the breaking frame), without calculator.
     candidates : list[tuple[Atoms, FrameCheck]]
-        Checked frames classified ``candidate``.
+        The selection pool: checked frames classified ``candidate`` (inside the trust window) and
+        those above the window that did not explode (class ``failed``, deviation at or above
+        ``trust.hi``); the selection takes the window first and tops up from the others.
     steps_done : int
     stop_reason : {"completed", "break_threshold", "exploded"}
     detail : str
@@ -231,7 +235,7 @@ def run_walker(
         exploded = check.stop_reason.startswith("exploded")
         if not exploded:
             previous_energy = check.energy
-            if check.frame_class == "candidate":
+            if check.frame_class in ("candidate", "failed"):
                 check.candidate_index = len(result.candidates)
                 result.candidates.append((_snapshot(atoms, check), check))
             if check.step % parameters.write_interval == 0 or check.stop_reason:

@@ -6,15 +6,21 @@ energy jumps eV/atom; the extrapolation grade ``gamma`` is dimensionless.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("ENSEMBLES", "ExploreParameters")
+import pydantic
+
+from aiida_mlip.selection.trust import TrustWindow
+from aiida_mlip.settings import Settings
+
+__all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
 
 ENSEMBLES = ("nvt", "npt", "nve")
+
+#: Default break threshold as a multiple of the trust window's ``hi`` (1.0 eV/Angstrom with the
+#: default window): frames between ``hi`` and the break are kept for the selection's top-up.
+BREAK_FACTOR = 2.0
 
 
 def _ramp(name: str, value: Any) -> tuple[float, float]:
@@ -33,9 +39,14 @@ def _ramp(name: str, value: Any) -> tuple[float, float]:
     return pair
 
 
-@dataclass
-class ExploreParameters:
-    """What an exploration does.
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class ExploreParameters(Settings):
+    """What an exploration does (the ``exploration.md`` settings block).
 
     Attributes
     ----------
@@ -45,23 +56,25 @@ class ExploreParameters:
         Probert, J. Chem. Phys. 120, 11432 (2004)); NVE: velocity Verlet.
     temperature : float or [start, stop]
         K. A pair ramps linearly over the run (NVT/NPT); for NVE it sets the initial velocities only.
+        ``temperature_K`` is accepted as the key too.
     pressure : float or [start, stop]
-        GPa, NPT only.
+        GPa, NPT only (``pressure_GPa`` accepted).
     steps : int
         MD steps per walker.
     timestep : float
-        fs.
+        fs (``timestep_fs`` accepted).
     check_interval : int
         Steps between two uncertainty checks; every check is a row of the per-frame table.
     write_interval : int
-        Steps between two trajectory frames; a multiple of ``check_interval``.
-    trust_lo, trust_hi : float
-        Trust window on the committee's max force deviation, eV/Angstrom.
+        Steps between two trajectory frames; a multiple of ``check_interval`` (default: it).
+    trust : TrustWindow
+        Trust window on the committee's max force deviation, eV/Angstrom (the ``trust`` block).
     break_threshold : float
         A checked frame with max force deviation at or above it ends the walker, eV/Angstrom
-        (default ``trust_hi``).
+        (default ``BREAK_FACTOR * trust.hi``, 1.0 eV/Angstrom with the default window). Frames
+        between ``trust.hi`` and it are kept in the pool for the selection's top-up.
     gamma_lo, gamma_hi, gamma_break : float
-        The same on the extrapolation grade, used when an active set is given (default
+        The window and break on the extrapolation grade, used when an active set is given (default
         ``gamma_break = gamma_hi``).
     walkers : int
         Independent trajectories; walker ``i`` starts from structure ``i % len(structures)``.
@@ -75,15 +88,20 @@ class ExploreParameters:
         A change of the potential energy between two checks larger than this (eV/atom) is an explosion.
     """
 
+    block = "exploration.md"
+
     ensemble: str = "nvt"
-    temperature: tuple[float, float] = (300.0, 300.0)
-    pressure: tuple[float, float] = (0.0, 0.0)
+    temperature: tuple[float, float] = pydantic.Field(
+        (300.0, 300.0), validation_alias=pydantic.AliasChoices("temperature", "temperature_K")
+    )
+    pressure: tuple[float, float] = pydantic.Field(
+        (0.0, 0.0), validation_alias=pydantic.AliasChoices("pressure", "pressure_GPa")
+    )
     steps: int = 1000
-    timestep: float = 1.0
+    timestep: float = pydantic.Field(1.0, validation_alias=pydantic.AliasChoices("timestep", "timestep_fs"))
     check_interval: int = 10
     write_interval: int | None = None
-    trust_lo: float = 0.05
-    trust_hi: float = 0.25
+    trust: TrustWindow = pydantic.Field(default_factory=TrustWindow)
     break_threshold: float | None = None
     gamma_lo: float = 2.0
     gamma_hi: float = 10.0
@@ -95,12 +113,41 @@ class ExploreParameters:
     min_distance: float = 0.5
     max_energy_jump: float = 1.0
 
-    def __post_init__(self) -> None:
-        self.ensemble = str(self.ensemble).lower()
-        if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"unknown ensemble {self.ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
-        self.temperature = _ramp("temperature", self.temperature)
-        self.pressure = _ramp("pressure", self.pressure)
+    @pydantic.field_validator("ensemble", mode="before")
+    @classmethod
+    def _ensemble(cls, value: Any) -> str:
+        value = str(value).lower()
+        if value not in ENSEMBLES:
+            raise ValueError(f"unknown ensemble {value!r}; choose one of {', '.join(ENSEMBLES)}")
+        return value
+
+    @pydantic.field_validator("temperature", "pressure", mode="before")
+    @classmethod
+    def _ramps(cls, value: Any, info: pydantic.ValidationInfo) -> tuple[float, float]:
+        return _ramp(info.field_name, value)
+
+    @pydantic.field_validator("steps", "check_interval", "walkers", mode="before")
+    @classmethod
+    def _counts(cls, value: Any, info: pydantic.ValidationInfo) -> int:
+        return _positive_int(info.field_name, value)
+
+    @pydantic.field_validator("write_interval", mode="before")
+    @classmethod
+    def _write_interval(cls, value: Any) -> int | None:
+        return None if value is None else _positive_int("write_interval", value)
+
+    @pydantic.field_validator(
+        "timestep", "thermostat_time", "barostat_time", "min_distance", "max_energy_jump", mode="after"
+    )
+    @classmethod
+    def _positive(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{info.field_name} must be positive, got {value!r}")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> ExploreParameters:
+        # assignments below go through object.__setattr__: validate_assignment would re-enter here
         if min(self.temperature) < 0:
             raise ValueError(f"temperature must be non-negative (K), got {list(self.temperature)}")
         if self.ensemble != "nve" and min(self.temperature) == 0:
@@ -109,62 +156,32 @@ class ExploreParameters:
             raise ValueError("a temperature ramp needs a thermostat (ensemble nvt or npt), not nve")
         if self.ensemble != "npt" and self.pressure != (0.0, 0.0):
             raise ValueError(f"pressure is only used by ensemble npt, not {self.ensemble}")
-        for name in ("steps", "check_interval", "walkers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            setattr(self, name, int(value))
         if self.write_interval is None:
-            self.write_interval = self.check_interval
-        if int(self.write_interval) != self.write_interval or self.write_interval < 1:
-            raise ValueError(f"write_interval must be a positive integer, got {self.write_interval!r}")
-        self.write_interval = int(self.write_interval)
+            object.__setattr__(self, "write_interval", self.check_interval)
         if self.write_interval % self.check_interval:
             raise ValueError(
                 f"write_interval ({self.write_interval}) must be a multiple of check_interval ({self.check_interval})"
             )
-        for name in ("timestep", "thermostat_time", "barostat_time", "min_distance", "max_energy_jump"):
-            value = float(getattr(self, name))
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-            setattr(self, name, value)
-        if not (0 <= self.trust_lo < self.trust_hi):
-            raise ValueError(
-                f"the trust window needs 0 <= trust_lo < trust_hi, got {self.trust_lo}, {self.trust_hi}"
-            )
         if self.break_threshold is None:
-            self.break_threshold = self.trust_hi
-        if self.break_threshold < self.trust_lo:
+            object.__setattr__(self, "break_threshold", BREAK_FACTOR * self.trust.hi)
+        if not math.isfinite(self.break_threshold) or self.break_threshold < self.trust.lo:
             raise ValueError(
-                f"break_threshold ({self.break_threshold}) must not be below trust_lo ({self.trust_lo})"
+                f"break_threshold ({self.break_threshold}) must not be below the trust window's lo ({self.trust.lo})"
             )
         if not (0 <= self.gamma_lo < self.gamma_hi):
             raise ValueError(
                 f"the gamma window needs 0 <= gamma_lo < gamma_hi, got {self.gamma_lo}, {self.gamma_hi}"
             )
         if self.gamma_break is None:
-            self.gamma_break = self.gamma_hi
+            object.__setattr__(self, "gamma_break", self.gamma_hi)
         if self.gamma_break < self.gamma_lo:
             raise ValueError(f"gamma_break ({self.gamma_break}) must not be below gamma_lo ({self.gamma_lo})")
-        self.seed = int(self.seed)
+        return self
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ExploreParameters:
-        """Build from a mapping (a YAML/JSON file); unknown keys are refused, ``_fs``/``_K`` suffixes allowed."""
-        if not isinstance(values, Mapping):
-            raise ValueError(f"the parameters must be a mapping, got {type(values).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        aliases = {"timestep_fs": "timestep", "temperature_K": "temperature", "pressure_GPa": "pressure"}
-        kwargs = {}
-        for key, value in values.items():
-            name = aliases.get(key, key)
-            if name not in names:
-                raise ValueError(f"unknown parameter {key!r}; known: {', '.join(sorted(names))}")
-            kwargs[name] = value
-        try:
-            return cls(**kwargs)
-        except TypeError as error:
-            raise ValueError(str(error)) from None
+    @property
+    def gamma_window(self) -> TrustWindow:
+        """The window on the extrapolation grade (dimensionless)."""
+        return TrustWindow(lo=self.gamma_lo, hi=self.gamma_hi)
 
     def temperature_at(self, step: int) -> float:
         """Target temperature (K) at ``step`` of the linear ramp."""
@@ -177,8 +194,5 @@ class ExploreParameters:
         return start + (stop - start) * min(step, self.steps) / self.steps
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable copy (ramps as lists)."""
-        data = dataclasses.asdict(self)
-        data["temperature"] = list(self.temperature)
-        data["pressure"] = list(self.pressure)
-        return data
+        """JSON-serialisable copy (ramps as lists); the same as :meth:`to_dict`."""
+        return self.to_dict()

@@ -4,8 +4,9 @@
   whose ``config_type`` is ``walker<i>_step<s>``): the written frames of all walkers, in order.
 - ``frames.csv``: one row per checked frame, columns :attr:`FrameCheck.COLUMNS`
   (units in the column names; force deviations in eV/Angstrom).
-- ``candidates.h5``: the candidate frames, unlabelled ``Frames`` (possibly empty), with
-  ``candidates.csv`` beside it holding their scores row by row, and ``candidates.extxyz``.
+- ``candidates.h5``: the selection pool, unlabelled ``Frames`` (possibly empty): the frames inside
+  the trust window and those above it that did not explode (their ``frame_class`` is ``failed``),
+  with ``candidates.csv`` beside it holding their scores row by row, and ``candidates.extxyz``.
 - ``summary.json``: :meth:`ExplorationResult.summary`.
 """
 

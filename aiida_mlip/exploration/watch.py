@@ -19,21 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
-from ase.neighborlist import neighbor_list
 
-from aiida_mlip.selection.trust import CLASS_NAMES, FAILED, TrustWindow, classify
+from aiida_mlip.potentials.neighbours import minimum_distance
+from aiida_mlip.selection.trust import CLASS_NAMES, FAILED, classify
 
 from .parameters import ExploreParameters
 
 __all__ = ("FrameCheck", "check_frame", "minimum_distance")
-
-
-def minimum_distance(atoms: Atoms, search: float = 3.0) -> float:
-    """Smallest interatomic distance (Angstrom, minimum image), ``inf`` if none within ``search``."""
-    if len(atoms) < 2 and not atoms.pbc.any():
-        return float("inf")
-    distances = neighbor_list("d", atoms, search)
-    return float(distances.min()) if len(distances) else float("inf")
 
 
 @dataclass
@@ -163,10 +155,13 @@ def check_frame(
         pressure = float(-stress[:3].mean() / units.GPa)
     gamma = float(grade(atoms)) if grade is not None else nan
     closest = minimum_distance(atoms, search=max(3.0, 2 * parameters.min_distance))
-    window = TrustWindow(parameters.trust_lo, parameters.trust_hi)
-    gamma_window = TrustWindow(parameters.gamma_lo, parameters.gamma_hi)
     code = int(
-        classify(np.array([deviation]), window, None if grade is None else np.array([gamma]), gamma_window)[0]
+        classify(
+            np.array([deviation]),
+            parameters.trust,
+            None if grade is None else np.array([gamma]),
+            parameters.gamma_window,
+        )[0]
     )
     stop = ""
     jump = abs(energy - previous_energy) / len(atoms) if previous_energy is not None else 0.0

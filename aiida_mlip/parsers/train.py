@@ -25,8 +25,13 @@ class TrainParser(EngineParser):
         if metrics is not None:
             self.out("metrics", orm.Dict(metrics))
         status = (metrics or {}).get("status")
-        if status == "ok" and "model.safetensors" in names:
+        if status in ("ok", "no_improvement") and "model.safetensors" in names:
             self.out("potential", self._potential("model.safetensors"))
+            if status == "no_improvement":  # the work chain reads metrics["status"] and acts on it
+                self.logger.warning(
+                    f"no improvement over the parent potential after {metrics.get('epochs_run')} epochs: "
+                    "the trained weights are returned; consider training from scratch"
+                )
             return None
         if "checkpoint.safetensors" in names:
             self.out("checkpoint", self._potential("checkpoint.safetensors"))

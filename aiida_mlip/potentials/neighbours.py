@@ -15,7 +15,7 @@ try:  # pragma: no cover - depends on the environment
 except ImportError:  # pragma: no cover
     _VesinNeighbourList = None
 
-__all__ = ("VerletList", "neighbour_list", "pad_neighbours")
+__all__ = ("VerletList", "minimum_distance", "neighbour_list", "pad_neighbours")
 
 
 def neighbour_list(
@@ -144,3 +144,13 @@ def pad_neighbours(
     slot_shifts[..., 0] = far
     slot_shifts[centre, slot] = shifts
     return neighbours, slot_shifts
+
+
+def minimum_distance(atoms, search: float = 3.0) -> float:
+    """Smallest interatomic distance of ASE ``atoms`` (Angstrom, minimum image); ``inf`` if none within ``search``."""
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) < 2 and not atoms.pbc.any():
+        return float("inf")
+    distances = neighbor_list("d", atoms, search)
+    return float(distances.min()) if len(distances) else float("inf")

@@ -8,6 +8,9 @@
 - :mod:`.duplicates`: near-duplicate removal.
 - :mod:`.pool`: the pool strategies pick from and the result they return.
 - :mod:`.strategies`: one function per strategy, same signature, in :data:`STRATEGIES`.
+- :mod:`.settings`: the ``selection`` settings block (:class:`SelectionSettings`).
+- :mod:`.features`: per-atom features of configurations, stacked (:func:`stack_features`).
+- :mod:`.batch`: one selection step from configurations (:func:`select_batch`).
 """
 
 from .deviation import (
@@ -18,7 +21,7 @@ from .deviation import (
     virial_deviation,
 )
 from .maxvol import ActiveSet, RankDeficientWarning, extrapolation_grade, greedy_batch, maxvol
-from .pool import SelectionPool, SelectionResult, pool_from_frames
+from .pool import SelectionPool, SelectionResult
 from .strategies import STRATEGIES
 from .trust import TrustWindow, classify, count_classes
 
@@ -37,7 +40,6 @@ __all__ = (
     "frame_force_deviation",
     "greedy_batch",
     "maxvol",
-    "pool_from_frames",
     "relative_force_deviation",
     "virial_deviation",
 )

@@ -7,14 +7,13 @@ look at atomic environments, one descriptor row per atom with the frame and elem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 
-__all__ = ("SelectionPool", "SelectionResult", "pool_from_frames")
+__all__ = ("SelectionPool", "SelectionResult")
 
 
 @dataclass
@@ -142,55 +141,3 @@ class SelectionPool:
             parts.append(sums / np.maximum(counts, 1)[:, None])
         self.fingerprints = np.hstack(parts)
         return self.fingerprints
-
-    def subset_rows(self, frames: np.ndarray) -> np.ndarray:
-        """Indices of the feature rows that belong to ``frames``."""
-        self.require_features("subset")
-        return np.flatnonzero(np.isin(self.row_frame, frames))
-
-
-def pool_from_frames(
-    frames,
-    calculator,
-    scores: Mapping[str, np.ndarray] | None = None,
-    deviation: bool = True,
-) -> SelectionPool:
-    """Build a pool from :class:`~aiida_mlip.potentials.frames.Frames` and a committee calculator.
-
-    Parameters
-    ----------
-    frames : Frames
-        The configurations.
-    calculator : ASE calculator
-        Must have ``get_features(atoms) -> (N, m)``; with ``deviation`` it must also leave
-        ``"max_force_deviation"`` (eV/Angstrom) in its results, as the committee calculator does.
-    scores : mapping, optional
-        Per-frame scores already known (they take precedence over computed ones).
-    deviation : bool
-        Evaluate the calculator on each frame for ``"max_force_deviation"`` and ``"energy_deviation"``.
-    """
-    features, numbers, row_frame = [], [], []
-    max_dev, energy_dev = [], []
-    for index in range(len(frames)):
-        atoms = frames.to_atoms(index)
-        atoms.calc = None
-        rows = np.asarray(calculator.get_features(atoms), dtype=np.float64)
-        features.append(rows)
-        numbers.append(atoms.numbers)
-        row_frame.append(np.full(len(atoms), index))
-        if deviation:
-            calculator.calculate(atoms, ["energy", "forces"], ["positions", "numbers", "cell", "pbc"])
-            max_dev.append(float(calculator.results.get("max_force_deviation", np.nan)))
-            energy_dev.append(float(calculator.results.get("energy_deviation", np.nan)))
-    all_scores = {}
-    if deviation:
-        all_scores["max_force_deviation"] = np.asarray(max_dev)
-        all_scores["energy_deviation"] = np.asarray(energy_dev)
-    all_scores.update({name: np.asarray(value) for name, value in (scores or {}).items()})
-    return SelectionPool(
-        n_frames=len(frames),
-        scores=all_scores,
-        features=np.concatenate(features),
-        numbers=np.concatenate(numbers),
-        row_frame=np.concatenate(row_frame),
-    )

@@ -1,38 +1,60 @@
 """Selection strategies: one function each, all with the signature
 
-    select_<name>(pool: SelectionPool, budget: int, rng=None, **options) -> SelectionResult
+    select_<name>(pool: SelectionPool, budget: int, rng=None, *, window=None, top_up=True,
+                  score="max_force_deviation", duplicate_tol=1e-3, reference_fingerprints=None,
+                  **strategy options) -> SelectionResult
 
 so that a benchmark or a work chain can swap them by name through :data:`STRATEGIES`. Every
 strategy honours ``pool.exclude``, never returns a frame twice, returns at most ``budget`` frames,
 and drops near-duplicates (``duplicate_tol``, relative, see :mod:`~aiida_mlip.selection.duplicates`;
-``reference_fingerprints`` of labelled frames; ``duplicate_tol=None`` turns it off).
+``reference_fingerprints`` of labelled frames; ``duplicate_tol=None`` turns it off). The options a
+strategy uses are in :data:`STRATEGY_OPTIONS`; any other keyword is a ``ValueError`` that names them.
+
+**Window first, then top-up.** With a trust window (``window``, eV/Angstrom on ``score``), each
+strategy applies its own rule to the frames inside the window (``lo <= score < hi``) first. When
+those are used up and budget is left, it tops up from the frames above ``hi`` with a finite score,
+lowest score first (the frames nearest to what the committee knows, the least likely to be
+unphysical), after the pool's own exclusions (``aiida-mlip-select`` excludes frames that fail the
+physical checks: non-finite positions, atoms closer than ``min_distance``). Frames below ``lo`` are
+never picked: the committee already agrees on them. ``info["origin"]`` counts the picks from each
+source, ``{"in_window": n, "top_up_above_hi": m}``; ``top_up=False`` turns the top-up off. Without
+a window every frame not excluded is eligible (``{"all": n}``). ``info["stop_reason"]`` is
+``"budget"``, ``"pool exhausted"`` (every eligible frame was picked or was a near-duplicate) or the
+strategy's own reason (``"no frame extrapolates"`` of the D-optimal batch).
 
 - ``random``: uniform without replacement; the baseline.
-- ``max_deviation``: largest committee force deviation first (DP-GEN's ordering).
+- ``max_deviation``: largest committee force deviation first (DP-GEN's ordering; with the window,
+  the trust-window top-k).
 - ``farthest_point``: farthest-point sampling on frame fingerprints (Gonzalez 1985).
 - ``leverage``: largest Mahalanobis distance or leverage of any atom against the training rows.
 - ``d_optimal``: greedy MaxVol batch (Podryabinkin & Shapeev 2017, per element as Lysogorskiy
   et al. 2023).
-- ``hybrid`` (the default of the active-learning loop): frames inside the committee trust window
-  ``lo <= max_force_deviation < hi`` (Zhang et al. 2020), then the D-optimal batch among them; when
-  no candidate extrapolates any more but budget is left, the rest is filled by deviation.
+- ``hybrid`` (the default of the active-learning loop): the D-optimal batch among the frames in
+  the committee trust window (Zhang et al. 2020; the default :class:`TrustWindow` when none is
+  given); when no frame of the window extrapolates any more but budget is left, the rest of the
+  window is taken by largest deviation, then the top-up.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import numpy as np
+
+from aiida_mlip.settings import suggest
 
 from .duplicates import DuplicateFilter
 from .farthest_point import farthest_point_sampling
 from .leverage import LeverageModel
 from .maxvol import ActiveSet, greedy_batch
 from .pool import SelectionPool, SelectionResult
-from .trust import TrustWindow
+from .trust import CANDIDATE, TrustWindow
 
 __all__ = (
     "STRATEGIES",
+    "STRATEGY_OPTIONS",
     "select_d_optimal",
     "select_farthest_point",
     "select_hybrid",
@@ -41,78 +63,168 @@ __all__ = (
     "select_random",
 )
 
+_COMMON = ("score", "top_up", "duplicate_tol")
+
+#: The settings options each strategy uses (``"*"``: the options only some strategies use).
+STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "*": ("tol", "regularisation", "kind"),
+    "random": _COMMON,
+    "max_deviation": _COMMON,
+    "farthest_point": _COMMON,
+    "leverage": (*_COMMON, "kind"),
+    "d_optimal": (*_COMMON, "tol", "regularisation"),
+    "hybrid": (*_COMMON, "tol", "regularisation"),
+}
+
 
 def _check_budget(budget: int) -> int:
-    if int(budget) != budget or budget < 0:
+    if isinstance(budget, bool) or int(budget) != budget or budget < 0:
         raise ValueError(f"budget must be a non-negative integer, got {budget}")
     return int(budget)
 
 
-def _duplicate_filter(
-    pool: SelectionPool, duplicate_tol: float | None, reference_fingerprints: np.ndarray | None
-) -> DuplicateFilter | None:
-    if duplicate_tol is None:
-        return None
-    fingerprints = pool.frame_fingerprints()
-    if fingerprints is None:
-        return None
-    return DuplicateFilter(fingerprints, tol=duplicate_tol, reference=reference_fingerprints)
+def _strategy(function: Callable[..., SelectionResult]) -> Callable[..., SelectionResult]:
+    """Refuse unknown keyword options with a ``ValueError`` naming the accepted ones (not a TypeError)."""
+    accepted = [
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    name = function.__name__.removeprefix("select_")
+
+    @functools.wraps(function)
+    def wrapper(pool, budget, rng=None, **options):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"strategy {name!r} takes no option {unknown[0]!r}{suggest(unknown[0], accepted)}; "
+                f"it takes {', '.join(accepted)}"
+            )
+        return function(pool, _check_budget(budget), rng, **options)
+
+    wrapper.accepted_options = tuple(accepted)
+    return wrapper
 
 
-def _take_in_order(
-    order: np.ndarray, scores: np.ndarray, budget: int, duplicates: DuplicateFilter | None
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    picked: list[int] = []
-    for frame in order:
-        if len(picked) >= budget:
-            break
-        if duplicates is not None and not duplicates.accept(int(frame)):
-            continue
-        picked.append(int(frame))
-    skipped = [] if duplicates is None else list(duplicates.rejected)
-    picked_array = np.asarray(picked, dtype=np.int64)
-    return picked_array, scores[picked_array] if len(picked) else np.zeros(0), skipped
+class _Picker:
+    """The picks of one strategy run: the window tier first, then the top-up; duplicates refused."""
+
+    def __init__(self, pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints):
+        self.pool, self.budget = pool, budget
+        self.window = window
+        self.values = pool.require_score(score, "the trust window") if window is not None else None
+        allowed = ~pool.exclude
+        if window is None:
+            self.first = np.flatnonzero(allowed)
+            self.rest = np.zeros(0, dtype=np.int64)
+        else:
+            finite = np.isfinite(self.values)
+            self.first = np.flatnonzero(allowed & (window.classify(self.values) == CANDIDATE))
+            above = np.flatnonzero(allowed & finite & (self.values >= window.hi)) if top_up else []
+            above = np.asarray(above, dtype=np.int64)
+            self.rest = above[np.argsort(self.values[above], kind="stable")]
+        self.duplicates = None
+        if duplicate_tol is not None:
+            fingerprints = pool.frame_fingerprints()
+            if fingerprints is not None:
+                self.duplicates = DuplicateFilter(
+                    fingerprints, tol=duplicate_tol, reference=reference_fingerprints
+                )
+        self.indices: list[int] = []
+        self.scores: list[float] = []
+        self.origin = {"all" if window is None else "in_window": 0}
+        if window is not None and top_up:
+            self.origin["top_up_above_hi"] = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.indices) >= self.budget
+
+    def accept(self, frame: int) -> bool:
+        return self.duplicates is None or self.duplicates.accept(int(frame))
+
+    def take(self, frames, scores=None, origin: str | None = None, check: bool = True) -> None:
+        """Append ``frames`` in order until the budget, skipping near-duplicates (when ``check``)."""
+        origin = origin or next(iter(self.origin))
+        taken = set(self.indices)
+        for position, frame in enumerate(frames):
+            if self.full:
+                break
+            frame = int(frame)
+            if frame in taken or (check and not self.accept(frame)):
+                continue
+            self.indices.append(frame)
+            taken.add(frame)
+            self.scores.append(float(scores[position]) if scores is not None else np.nan)
+            self.origin[origin] += 1
+
+    def top_up(self) -> None:
+        if len(self.rest):
+            self.take(self.rest, self.values[self.rest], origin="top_up_above_hi")
+
+    def result(self, strategy: str, score: str, reason: str | None = None, **info) -> SelectionResult:
+        skipped = [] if self.duplicates is None else sorted({int(i) for i in self.duplicates.rejected})
+        eligible = set(self.first.tolist()) | set(self.rest.tolist())
+        left = eligible - set(self.indices) - set(skipped)
+        if self.full:
+            stop = "budget"
+        elif not left:
+            stop = "pool exhausted"
+        else:
+            stop = reason or "pool exhausted"
+        if self.window is not None:
+            classes = self.window.classify(self.values)
+            info["counts"] = {
+                "accurate": int((classes == 0).sum()),
+                "candidate": int((classes == 1).sum()),
+                "failed": int((classes == 2).sum()),
+            }
+            info["trust_window"] = [float(self.window.lo), float(self.window.hi)]
+        return SelectionResult(
+            indices=np.asarray(self.indices, dtype=np.int64),
+            scores=np.asarray(self.scores, dtype=np.float64),
+            info={
+                "strategy": strategy,
+                "score": score,
+                "budget": int(self.budget),
+                "selected": len(self.indices),
+                "stop_reason": stop,
+                "origin": dict(self.origin),
+                "eligible": len(eligible),
+                "skipped_duplicates": skipped,
+                **info,
+            },
+        )
 
 
-def _result(strategy: str, score: str, indices, scores, budget, skipped, **info) -> SelectionResult:
-    stop = info.pop("stop_reason", "budget" if len(indices) == budget else "pool exhausted")
-    return SelectionResult(
-        indices=np.asarray(indices, dtype=np.int64),
-        scores=np.asarray(scores, dtype=np.float64),
-        info={
-            "strategy": strategy,
-            "score": score,
-            "budget": int(budget),
-            "selected": len(indices),
-            "stop_reason": stop,
-            "skipped_duplicates": [int(i) for i in skipped],
-            **info,
-        },
-    )
-
-
+@_strategy
 def select_random(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
+    score: str = "max_force_deviation",
     duplicate_tol: float | None = 1e-3,
     reference_fingerprints: np.ndarray | None = None,
 ) -> SelectionResult:
     """Uniformly random frames without replacement (the baseline). Scores are the draw order."""
-    budget = _check_budget(budget)
-    rng = np.random.default_rng(rng)
-    order = rng.permutation(np.flatnonzero(~pool.exclude))
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
-    indices, _, skipped = _take_in_order(order, np.arange(pool.n_frames, dtype=float), budget, duplicates)
-    return _result("random", "draw", indices, np.arange(len(indices), dtype=float), budget, skipped)
+    picker = _Picker(pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints)
+    order = np.random.default_rng(rng).permutation(picker.first)
+    picker.take(order, np.arange(len(order), dtype=float))
+    picker.top_up()
+    return picker.result("random", "draw")
 
 
+@_strategy
 def select_max_deviation(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
     score: str = "max_force_deviation",
     duplicate_tol: float | None = 1e-3,
     reference_fingerprints: np.ndarray | None = None,
@@ -121,53 +233,62 @@ def select_max_deviation(
 
     NaN scores are never picked. ``rng`` is unused (the order is deterministic).
     """
-    budget = _check_budget(budget)
     values = pool.require_score(score, "max_deviation")
-    usable = np.flatnonzero(~pool.exclude & np.isfinite(values))
+    picker = _Picker(pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints)
+    usable = picker.first[np.isfinite(values[picker.first])]
     order = usable[np.argsort(-values[usable], kind="stable")]
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
-    indices, picked_scores, skipped = _take_in_order(order, values, budget, duplicates)
-    return _result("max_deviation", score, indices, picked_scores, budget, skipped)
+    picker.take(order, values[order])
+    picker.top_up()
+    return picker.result("max_deviation", score)
 
 
+@_strategy
 def select_farthest_point(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
-    reference_fingerprints: np.ndarray | None = None,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
+    score: str = "max_force_deviation",
     duplicate_tol: float | None = 1e-3,
+    reference_fingerprints: np.ndarray | None = None,
 ) -> SelectionResult:
     """Farthest-point sampling on the frame fingerprints, away from ``reference_fingerprints``.
 
     Without a reference the first pick is random (``rng``). Scores are the distances of each pick
     to the nearest earlier pick or reference frame, in fingerprint units.
     """
-    budget = _check_budget(budget)
     fingerprints = pool.frame_fingerprints()
     if fingerprints is None:
         raise ValueError("the 'farthest_point' strategy needs per-atom features or fingerprints in the pool")
+    picker = _Picker(pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints)
+    allowed = np.zeros(pool.n_frames, dtype=bool)
+    allowed[picker.first] = True
     rng = np.random.default_rng(rng)
-    allowed = ~pool.exclude
-    start = int(rng.choice(np.flatnonzero(allowed))) if allowed.any() else None
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
+    start = int(rng.choice(picker.first)) if len(picker.first) else None
     indices, distances = farthest_point_sampling(
         fingerprints,
         budget,
         reference=reference_fingerprints,
         start=start,
         allowed=allowed,
-        accept=None if duplicates is None else duplicates.accept,
+        accept=picker.accept,
     )
-    skipped = [] if duplicates is None else duplicates.rejected
-    return _result("farthest_point", "distance", indices, distances, budget, skipped)
+    picker.take(indices, distances, check=False)
+    picker.top_up()
+    return picker.result("farthest_point", "distance")
 
 
+@_strategy
 def select_leverage(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
+    score: str = "max_force_deviation",
     model: LeverageModel | None = None,
     kind: str = "mahalanobis",
     duplicate_tol: float | None = 1e-3,
@@ -182,7 +303,6 @@ def select_leverage(
         then ranks its outliers.
     kind : {"mahalanobis", "leverage"}
     """
-    budget = _check_budget(budget)
     pool.require_features("leverage")
     if kind not in ("mahalanobis", "leverage"):
         raise ValueError(f"kind must be 'mahalanobis' or 'leverage', got {kind!r}")
@@ -194,22 +314,52 @@ def select_leverage(
     )
     values = np.full(pool.n_frames, -np.inf)
     np.maximum.at(values, pool.row_frame, per_atom)
-    usable = np.flatnonzero(~pool.exclude & (values > -np.inf))
+    picker = _Picker(pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints)
+    usable = picker.first[values[picker.first] > -np.inf]
     order = usable[np.argsort(-values[usable], kind="stable")]
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
-    indices, picked_scores, skipped = _take_in_order(order, values, budget, duplicates)
-    return _result("leverage", kind, indices, picked_scores, budget, skipped)
+    picker.take(order, values[order])
+    picker.top_up()
+    return picker.result("leverage", kind)
 
 
+def _start_active_set(pool: SelectionPool, regularisation: float) -> ActiveSet:
+    """Virtual rows of length ``regularisation`` times each element's rms row norm."""
+    scales = {}
+    for number in np.unique(pool.numbers):
+        rows = pool.features[pool.numbers == number]
+        scales[int(number)] = regularisation * (float(np.sqrt((rows**2).sum(axis=1).mean())) or 1.0)
+    return ActiveSet.empty(sorted(scales), pool.features.shape[1], scales)
+
+
+def _greedy(picker: _Picker, active_set, tol: float, regularisation: float):
+    pool = picker.pool
+    batch = greedy_batch(
+        active_set if active_set is not None else _start_active_set(pool, regularisation),
+        pool.features,
+        pool.numbers,
+        pool.row_frame,
+        picker.budget,
+        tol=tol,
+        candidates=picker.first,
+        accept=picker.accept,
+        regularisation=regularisation,
+    )
+    picker.take(batch.frames, batch.grades, check=False)
+    return batch
+
+
+@_strategy
 def select_d_optimal(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
+    score: str = "max_force_deviation",
     active_set: ActiveSet | None = None,
     tol: float = 1e-3,
     regularisation: float = 0.1,
-    candidates: np.ndarray | None = None,
     duplicate_tol: float | None = 1e-3,
     reference_fingerprints: np.ndarray | None = None,
 ) -> SelectionResult:
@@ -221,71 +371,35 @@ def select_d_optimal(
         Of the training set. Without one, every element starts from virtual rows of length
         ``regularisation`` times its rms row norm, so the batch spreads over the pool itself.
     tol : float
-        A frame of grade ``<= 1 + tol`` is not picked.
-    candidates : array of int, optional
-        Frames that may be picked (default: all not excluded).
+        A frame of grade ``<= 1 + tol`` is not picked (then the top-up, if any, fills the budget).
 
     The result's ``info["active_set"]`` holds the updated :class:`ActiveSet` (not JSON; pop it
-    before serialising); scores are each frame's grade when it was picked.
+    before serialising); scores are each frame's grade when it was picked (the top-up's: their
+    deviation).
     """
-    budget = _check_budget(budget)
     pool.require_features("d_optimal")
-    allowed = ~pool.exclude
-    if candidates is not None:
-        mask = np.zeros(pool.n_frames, dtype=bool)
-        mask[np.asarray(candidates, dtype=np.int64)] = True
-        allowed &= mask
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
-    return _d_optimal(pool, budget, active_set, tol, regularisation, np.flatnonzero(allowed), duplicates)
-
-
-def _d_optimal(
-    pool: SelectionPool,
-    budget: int,
-    active_set: ActiveSet | None,
-    tol: float,
-    regularisation: float,
-    candidates: np.ndarray,
-    duplicates: DuplicateFilter | None,
-) -> SelectionResult:
-    if active_set is None:
-        scales = {}
-        for number in np.unique(pool.numbers):
-            rows = pool.features[pool.numbers == number]
-            scales[int(number)] = regularisation * (float(np.sqrt((rows**2).sum(axis=1).mean())) or 1.0)
-        active_set = ActiveSet.empty(sorted(scales), pool.features.shape[1], scales)
-    batch = greedy_batch(
-        active_set,
-        pool.features,
-        pool.numbers,
-        pool.row_frame,
-        budget,
-        tol=tol,
-        candidates=candidates,
-        accept=None if duplicates is None else duplicates.accept,
-        regularisation=regularisation,
-    )
-    return _result(
+    picker = _Picker(pool, budget, window, score, top_up, duplicate_tol, reference_fingerprints)
+    batch = _greedy(picker, active_set, tol, regularisation)
+    picker.top_up()
+    return picker.result(
         "d_optimal",
         "gamma",
-        batch.frames,
-        batch.grades,
-        budget,
-        batch.skipped,
-        stop_reason=batch.stop_reason,
+        reason=batch.stop_reason,
+        d_optimal_stop_reason=batch.stop_reason,
         log_volume_gain=[float(g) for g in batch.log_volume_gain],
         notes=list(batch.active_set.notes),
         active_set=batch.active_set,
     )
 
 
+@_strategy
 def select_hybrid(
     pool: SelectionPool,
     budget: int,
     rng: np.random.Generator | int | None = None,
     *,
-    lo: float = 0.05,
-    hi: float = 0.5,
+    window: TrustWindow | None = None,
+    top_up: bool = True,
     score: str = "max_force_deviation",
     active_set: ActiveSet | None = None,
     tol: float = 1e-3,
@@ -293,61 +407,40 @@ def select_hybrid(
     duplicate_tol: float | None = 1e-3,
     reference_fingerprints: np.ndarray | None = None,
 ) -> SelectionResult:
-    """The committee trust window as a filter, then the D-optimal batch among the candidates.
+    """The committee trust window as a filter, the D-optimal batch in it, then by deviation, then the top-up.
 
     Parameters
     ----------
-    lo, hi : float
-        Trust window on ``score`` in eV/Angstrom: candidates are ``lo <= score < hi``.
+    window : TrustWindow, optional
+        Trust window on ``score`` in eV/Angstrom (default: :class:`TrustWindow`'s defaults).
     active_set : ActiveSet, optional
         Of the training set (see :func:`select_d_optimal`).
 
-    When the D-optimal batch stops because no candidate extrapolates any more, the remaining
-    budget goes to the candidates of largest deviation (``info["filled_by_deviation"]``), since a
-    committee that disagrees is worth a label even inside the linear span.
+    When the D-optimal batch stops because no frame of the window extrapolates, the rest of the
+    window goes by largest deviation (``info["filled_by_deviation"]``), since a committee that
+    disagrees is worth a label even inside the linear span; then the top-up above ``hi``.
     """
-    budget = _check_budget(budget)
     values = pool.require_score(score, "hybrid")
     pool.require_features("hybrid")
-    window = TrustWindow(lo, hi)
-    classes = window.classify(values)
-    in_window = np.flatnonzero((classes == 1) & ~pool.exclude)
-    duplicates = _duplicate_filter(pool, duplicate_tol, reference_fingerprints)
-    d_opt = _d_optimal(pool, budget, active_set, tol, regularisation, in_window, duplicates)
-    indices = list(d_opt.indices)
-    filled = 0
-    if len(indices) < budget:
-        rest = np.setdiff1d(in_window, indices)
-        rest = rest[np.argsort(-values[rest], kind="stable")]
-        for frame in rest:
-            if len(indices) >= budget:
-                break
-            if duplicates is not None and not duplicates.accept(int(frame)):
-                continue
-            indices.append(int(frame))
-            filled += 1
-    skipped = [] if duplicates is None else sorted(set(duplicates.rejected))
-    indices_array = np.asarray(indices, dtype=np.int64)
-    return _result(
+    picker = _Picker(
+        pool, budget, window or TrustWindow(), score, top_up, duplicate_tol, reference_fingerprints
+    )
+    batch = _greedy(picker, active_set, tol, regularisation)
+    before = len(picker.indices)
+    rest = np.setdiff1d(picker.first, picker.indices)
+    rest = rest[np.argsort(-values[rest], kind="stable")]
+    picker.take(rest, values[rest])
+    filled = len(picker.indices) - before
+    picker.top_up()
+    return picker.result(
         "hybrid",
         score,
-        indices_array,
-        values[indices_array] if len(indices) else np.zeros(0),
-        budget,
-        skipped,
-        stop_reason="budget" if len(indices) == budget else "candidates exhausted",
-        counts={
-            "accurate": int((classes == 0).sum()),
-            "candidate": int((classes == 1).sum()),
-            "failed": int((classes == 2).sum()),
-        },
-        trust_window=[float(lo), float(hi)],
-        d_optimal_selected=len(d_opt.indices),
-        d_optimal_stop_reason=d_opt.info["stop_reason"],
+        d_optimal_selected=len(batch.frames),
+        d_optimal_stop_reason=batch.stop_reason,
         filled_by_deviation=filled,
-        gamma=[float(g) for g in d_opt.scores],
-        notes=d_opt.info.get("notes", []),
-        active_set=d_opt.info.get("active_set"),
+        gamma=[float(g) for g in batch.grades],
+        notes=list(batch.active_set.notes),
+        active_set=batch.active_set,
     )
 
 

@@ -1,27 +1,35 @@
 """The trust window: accurate, candidate or failed, from an uncertainty score.
 
 Frames whose committee force deviation is below ``lo`` are trusted (the committee agrees, nothing
-to learn), those at or above ``hi`` have left the region where the potential means anything (often
-unphysical geometries, not worth a DFT calculation), and those between are the candidates for
-labelling. This is the three-way split of DP-GEN (Zhang et al., Comput. Phys. Commun. 253, 107206
-(2020)); the accurate fraction over an exploration round is its convergence test.
+to learn), those at or above ``hi`` are far outside what the committee knows, and those between are
+the candidates for labelling. This is the three-way split of DP-GEN (Zhang et al., Comput. Phys.
+Commun. 253, 107206 (2020)); the accurate fraction over an exploration round is its convergence test.
+Frames above ``hi`` are not discarded by the selection: it takes the window first and tops up from
+above ``hi`` (see :mod:`aiida_mlip.selection.strategies`).
 
 The same window can be applied to the extrapolation grade ``gamma`` of the D-optimality criterion
 (Podryabinkin & Shapeev, Comput. Mater. Sci. 140, 171 (2017); Lysogorskiy et al., npj Comput.
 Mater. 9, 225 (2023)), with thresholds around 1; a frame then takes the worse of its two classes.
+
+:class:`TrustWindow` is the one owner of the window and its defaults: the protocol's ``trust``
+block, the exploration's classification, the selection and the demo all read it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
+import pydantic
+
+from aiida_mlip.settings import Settings
 
 __all__ = (
     "ACCURATE",
     "CANDIDATE",
     "CLASS_NAMES",
+    "DEFAULT_HI",
+    "DEFAULT_LO",
     "FAILED",
     "TrustWindow",
     "accurate_fraction",
@@ -32,29 +40,42 @@ __all__ = (
 ACCURATE, CANDIDATE, FAILED = 0, 1, 2
 CLASS_NAMES = ("accurate", "candidate", "failed")
 
+#: Default window on the committee's max force deviation, eV/Angstrom (see :class:`TrustWindow`).
+DEFAULT_LO = 0.05
+DEFAULT_HI = 0.5
 
-@dataclass(frozen=True)
-class TrustWindow:
-    """Thresholds ``lo < hi`` on one score.
+
+class TrustWindow(Settings):
+    """Thresholds ``0 <= lo < hi`` on one score (the ``trust`` settings block).
 
     Attributes
     ----------
     lo : float
         Below it a frame is accurate (eV/Angstrom for a force deviation, dimensionless for gamma).
+        Default 0.05 eV/Angstrom.
     hi : float
-        At or above it a frame has failed.
+        At or above it a frame has failed (is outside the window). Default 0.5 eV/Angstrom.
+    target_force_error : float, optional
+        eV/Angstrom, > 0: the force error a user wants the labelled frames to have. The rule that
+        turns it into ``lo``/``hi`` from a calibration of the committee's deviation belongs to
+        :mod:`aiida_mlip.learning.calibration`; this block only holds and checks it.
+
+    The defaults were chosen on EMT aluminium (see the README's trust-window notes): a committee
+    trained on a few hundred kelvin of MD has most frames of the next, hotter exploration between
+    0.05 and 0.5 eV/Angstrom, and walkers break at 1.0 eV/Angstrom, so the window holds frames.
     """
 
-    lo: float
-    hi: float
+    block = "trust"
 
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
-            raise ValueError(f"trust window bounds must be finite, got lo={self.lo}, hi={self.hi}")
-        if self.lo < 0:
-            raise ValueError(f"trust window lo must be non-negative, got {self.lo}")
-        if self.lo >= self.hi:
-            raise ValueError(f"trust window needs lo < hi, got lo={self.lo}, hi={self.hi}")
+    lo: float = pydantic.Field(DEFAULT_LO, ge=0, allow_inf_nan=False)
+    hi: float = pydantic.Field(DEFAULT_HI, allow_inf_nan=False)
+    target_force_error: float | None = pydantic.Field(None, gt=0, allow_inf_nan=False)
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> TrustWindow:
+        if not self.lo < self.hi:
+            raise ValueError(f"the trust window needs lo < hi, got lo={self.lo}, hi={self.hi}")
+        return self
 
     def classify(self, scores: np.ndarray) -> np.ndarray:
         """Return the class code (``ACCURATE``, ``CANDIDATE`` or ``FAILED``) of each score.
@@ -66,6 +87,10 @@ class TrustWindow:
         classes[scores < self.lo] = ACCURATE
         classes[(scores >= self.hi) | np.isnan(scores)] = FAILED
         return classes
+
+    def bounds(self) -> tuple[float, float]:
+        """``(lo, hi)``."""
+        return (self.lo, self.hi)
 
 
 def classify(

@@ -18,18 +18,26 @@ import math
 import tempfile
 import time
 
-import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_mlip.calculations.explore import ExploreCalculation
 from aiida_mlip.calculations.select import SelectCalculation
-from aiida_mlip.calculations.select import validate_parameters as validate_selection_parameters
 from aiida_mlip.calculations.train import TrainCalculation
 from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
+from aiida_mlip.history import close_record, exploration_fields, new_record
+from aiida_mlip.learning.convergence import ALL_FAILED, NO_NEW_LABELS, decide
+from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.potentials.frames import Frames
+from aiida_mlip.selection.trust import TrustWindow
+from aiida_mlip.workflows.active_learning_inputs import (
+    builder_from_protocol,
+    explore_parameters,
+    validate_inputs,
+)
+from aiida_mlip.workflows.calibration import calibrate_uncertainty, calibration_summary, trust_window_from
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.protocol import ProtocolMixin
@@ -42,107 +50,11 @@ __all__ = ("ActiveLearningWorkChain", "generate_initial_structures")
 def generate_initial_structures(structures: StructureSetData, parameters: orm.Dict) -> StructureSetData:
     """Return each structure followed by ``copies_per_structure`` rattled and strained copies of it.
 
-    ``rattle``: standard deviation of the Gaussian displacements, Angstrom; ``strain``: largest
-    component of the random symmetric strain; ``seed``: of the random numbers. The copies' amplitudes
-    go linearly from a third of these values to the full values, so that the first committee sees
-    both small and large distortions.
+    The ``initial`` block (:class:`~aiida_mlip.learning.initial.InitialSettings`) as a ``Dict``; see
+    :func:`~aiida_mlip.learning.initial.initial_structures` for what the copies are.
     """
-    settings = parameters.get_dict()
-    rng = np.random.default_rng(settings.get("seed", 0))
-    images = []
-    for index, atoms in enumerate(structures.get_atoms()):
-        atoms.calc = None
-        atoms.info["config_type"] = f"initial_{index}"
-        images.append(atoms)
-        copies = settings["copies_per_structure"]
-        for number in range(copies):
-            # amplitudes grow from a third of the given ones to the full ones: near and far from equilibrium
-            scale = (1 + 2 * number / max(copies - 1, 1)) / 3
-            copy = atoms.copy()
-            strain = rng.uniform(-settings["strain"], settings["strain"], (3, 3)) * scale
-            copy.set_cell(copy.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
-            copy.positions += rng.normal(0.0, settings["rattle"] * scale, copy.positions.shape)
-            copy.info["config_type"] = f"initial_{index}_rattled"
-            images.append(copy)
+    images = initial_structures(structures.get_atoms(), InitialSettings.from_mapping(parameters.get_dict()))
     return StructureSetData(Frames.from_atoms(images, require_labels=False))
-
-
-def _explore_parameters(md: dict, entry: dict, trust: dict) -> dict:
-    """The ExploreParameters of one job, without its temperature (set per job)."""
-    parameters = dict(md)
-    parameters.update(
-        {key: value for key, value in entry.items() if key not in ("temperatures", "pressures")}
-    )
-    parameters.pop("watch_gamma", None)
-    parameters.setdefault("trust_lo", trust["lo"])
-    parameters.setdefault("trust_hi", trust["hi"])
-    return parameters
-
-
-def validate_inputs(inputs, _):
-    """Check the loop's settings together, before anything runs."""
-    from aiida_mlip.exploration.parameters import ExploreParameters
-
-    trust = inputs["trust"].get_dict() if "trust" in inputs else {}
-    lo, hi = trust.get("lo"), trust.get("hi")
-    if lo is None or hi is None or not 0 <= lo < hi:
-        return f"the trust window needs 0 <= lo < hi (eV/Angstrom), got lo={lo}, hi={hi}"
-    if "selection" in inputs:
-        message = validate_selection_parameters(inputs["selection"], None)
-        if message:
-            return message
-    exploration = inputs["exploration"].get_dict() if "exploration" in inputs else {}
-    schedule = exploration.get("schedule") or []
-    if not schedule:
-        return "the exploration schedule is empty: give at least one entry with `temperatures`"
-    for number, entry in enumerate(schedule):
-        if not entry.get("temperatures"):
-            return f"exploration schedule entry {number} has no temperatures"
-        for temperature in entry["temperatures"]:
-            try:
-                ExploreParameters.from_mapping(
-                    dict(
-                        _explore_parameters(exploration.get("md", {}), entry, trust), temperature=temperature
-                    )
-                )
-            except ValueError as exception:
-                return f"exploration schedule entry {number}: {exception}"
-    convergence = inputs["convergence"].get_dict() if "convergence" in inputs else {}
-    if not isinstance(convergence.get("max_iterations"), int) or convergence["max_iterations"] < 1:
-        return f"convergence.max_iterations must be a positive integer, got {convergence.get('max_iterations')!r}"
-    if not 0 < convergence.get("accurate_fraction", 0) <= 1:
-        return (
-            f"convergence.accurate_fraction must lie in (0, 1], got {convergence.get('accurate_fraction')!r}"
-        )
-    potential, structures = inputs.get("potential"), inputs.get("structures")
-    if potential is not None and structures is not None:
-        unknown = sorted(set(structures.elements) - set(potential.elements))
-        if unknown:
-            return f"the structures have elements {unknown} that the initial potential does not know"
-    label = inputs.get("label", {})
-    if structures is not None and "pw" in label:
-        from aiida_mlip.workflows.pw_labels import validate_pw_inputs
-
-        message = validate_pw_inputs(structures, label["pw"])
-        if message:
-            return f"pw labeller: {message}"
-    if structures is not None and "labeller" in label.get("ase", {}):
-        from aiida_mlip.calculations.label import validate_ase_labelling
-
-        message = validate_ase_labelling(structures, label["ase"]["labeller"])
-        if message:
-            return f"ase labeller: {message}"
-    if "initial" in inputs:
-        initial = inputs["initial"].get_dict()
-        if (
-            initial.get("copies_per_structure", 0) < 1
-            or initial.get("rattle", -1) < 0
-            or initial.get("strain", -1) < 0
-        ):
-            return (
-                f"initial needs copies_per_structure >= 1, rattle >= 0 (Angstrom), strain >= 0; got {initial}"
-            )
-    return None
 
 
 def _span(node: orm.ProcessNode) -> float:
@@ -181,7 +93,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             "trust",
             valid_type=orm.Dict,
-            help="Trust window `lo`, `hi` of the max force deviation, eV/Angstrom.",
+            help="Trust window `lo`, `hi` of the max force deviation, eV/Angstrom; with "
+            "`target_force_error` (eV/Angstrom) each calibration sets the next iteration's window.",
         )
         spec.input(
             "selection",
@@ -191,8 +104,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             "convergence",
             valid_type=orm.Dict,
-            help="`accurate_fraction`, `patience` (iterations without candidates), `max_iterations`, "
-            "`max_force_rmse` (eV/Angstrom, validation) or null.",
+            help="ConvergenceSettings: `accurate_fraction` (over all checked frames, failed included), "
+            "`patience` (iterations in a row that reach it), `max_iterations`, `max_force_rmse` "
+            "(eV/Angstrom, validation) or null.",
         )
         spec.input(
             "warm_start",
@@ -243,7 +157,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     cls.run_selection,
                     cls.inspect_selection,
                     if_(cls.has_selection)(
-                        cls.run_labelling, cls.inspect_labelling, cls.run_training, cls.inspect_training
+                        cls.run_labelling,
+                        cls.inspect_labelling,
+                        cls.run_training,
+                        cls.inspect_training,
+                        if_(cls.should_retrain_from_scratch)(cls.retrain_from_scratch, cls.inspect_training),
                     ),
                 ),
                 cls.check_convergence,
@@ -258,6 +176,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             help="`iterations`: one record per iteration (see aiida_mlip.history).",
         )
         spec.output("history_plot", valid_type=orm.SinglefileData, required=False, help="PNG of the history.")
+        spec.output_namespace(
+            "calibration",
+            valid_type=orm.Dict,
+            dynamic=True,
+            help="Per iteration (`iteration_N`): the committee's force deviation calibrated on the new "
+            "labels before retraining (`fit` and the per-frame `pairs`, eV/Angstrom).",
+        )
+        spec.output_namespace(
+            "reliability_diagram",
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            help="Per iteration (`iteration_N`): PNG of calibrated predicted vs observed max force error.",
+        )
         spec.exit_code(
             401,
             "ERROR_INITIAL_LABELLING_FAILED",
@@ -268,9 +199,22 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(404, "ERROR_SELECTION_FAILED", message="Selection failed: {message}")
         spec.exit_code(405, "ERROR_LABELLING_FAILED", message="Labelling failed: {message}")
         spec.exit_code(
+            406,
+            "ERROR_EXPLORATION_ALL_FAILED",
+            message="Not converged after {iterations} iteration(s): {reason}; the last potential and "
+            "dataset are output.",
+        )
+        spec.exit_code(
+            407,
+            "ERROR_NOT_CONVERGED_NO_NEW_LABELS",
+            message="Not converged after {iterations} iteration(s): {reason}; the last potential and "
+            "dataset are output.",
+        )
+        spec.exit_code(
             410,
             "ERROR_MAXIMUM_ITERATIONS_EXCEEDED",
-            message="Not converged after {iterations} iterations; the last potential and dataset are output.",
+            message="Not converged after {iterations} iteration(s): {reason}; the last potential and "
+            "dataset are output.",
         )
 
     # ------------------------------------------------------------------ protocol
@@ -288,86 +232,23 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     ):
         """Return a builder filled from a protocol (``fast``, ``balanced``, ``precise``).
 
-        Parameters
-        ----------
-        structures
-            A ``StructureSetData``, or a list of ``StructureData`` or ASE ``Atoms``.
-        labeller
-            ``{"ase": {"calculator": "ase.calculators.emt.EMT", "kwargs": {...}}}``, or
-            ``{"pw": {"code": <pw.x code>, "pseudo_family": "...", ...}}``.
-        codes
-            ``{"mlip.train": code, "mlip.explore": code, "mlip.select": code, "mlip.label": code}``;
-            missing ones are registered on ``localhost`` (``aiida-mlip setup localhost``).
-        overrides
-            Merged over the protocol's inputs (``exploration``, ``trust``, ``selection``,
-            ``convergence``, ``initial``, ``training`` (the training parameters), ``warm_start``).
-        options
-            Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``
-            (``queue_name``, ``account``, ``resources``, ``max_wallclock_seconds``,
-            ``custom_scheduler_commands``...). ``train`` may also hold ``device`` (``auto``, ``cpu``,
-            ``cuda``), which goes to the training's ``device`` input. The codes decide the computer of
-            each step, so labelling can run on a CPU partition and training on a GPU node.
+        The parameters are those of :func:`aiida_mlip.workflows.active_learning_inputs.builder_from_protocol`.
         """
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        if codes is None or any(
-            key not in codes for key in ("mlip.train", "mlip.explore", "mlip.select", "mlip.label")
-        ):
-            from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
-
-            defaults = register_engine_codes(get_or_create_localhost(), log=lambda *_: None)
-            codes = {**defaults, **(codes or {})}
-        if not isinstance(structures, StructureSetData):
-            images = [s.get_ase() if isinstance(s, orm.StructureData) else s for s in structures]
-            structures = StructureSetData.from_atoms(images)
-        options = options or {}
-        builder = cls.get_builder()
-        builder.structures = structures
-        if dataset is not None:
-            builder.dataset = dataset
-        if potential is not None:
-            builder.potential = potential
-        for key in ("initial", "exploration", "trust", "selection", "convergence"):
-            setattr(builder, key, orm.Dict(inputs[key]))
-        builder.warm_start = orm.Bool(inputs.get("warm_start", True))
-        if inputs.get("warm_start_parameters"):
-            builder.warm_start_parameters = orm.Dict(inputs["warm_start_parameters"])
-        builder.explore.code = codes["mlip.explore"]
-        builder.select.code = codes["mlip.select"]
-        builder.train.code = codes["mlip.train"]
-        builder.train.parameters = orm.Dict(inputs["training"])
-        for step in ("explore", "select", "train"):
-            step_options = dict(options.get(step, {}))
-            if step == "train" and "device" in step_options:
-                builder.train.device = orm.Str(step_options.pop("device"))
-            if step_options:
-                builder[step].metadata.options = step_options
-        if "ase" in labeller:
-            builder.label.ase.code = codes["mlip.label"]
-            builder.label.ase.labeller = orm.Dict(labeller["ase"])
-            if "label" in options:
-                builder.label.ase.metadata.options = options["label"]
-        elif "pw" in labeller:
-            for key, value in labeller["pw"].items():
-                builder.label.pw[key] = (
-                    orm.Str(value)
-                    if isinstance(value, str)
-                    else (orm.Dict(value) if isinstance(value, dict) else value)
-                )
-            if "label" in options:
-                builder.label.pw.options = orm.Dict(options["label"])
-        else:
-            raise ValueError("labeller must have an `ase` or a `pw` entry")
-        return builder
+        return builder_from_protocol(
+            cls, structures, labeller, codes, protocol, overrides, dataset, potential, options
+        )
 
     # ------------------------------------------------------------------ steps
     def setup(self):
         self.ctx.iteration = 0
-        self.ctx.quiet_iterations = 0
-        self.ctx.converged = False
+        self.ctx.decision = None
         self.ctx.history = []
         self.ctx.dataset = self.inputs.get("dataset")
         self.ctx.potential = self.inputs.get("potential")
         self.ctx.record = {}
+        self.ctx.retrain_from_scratch = False
+        trust = TrustWindow.from_mapping(self.inputs.trust.get_dict())
+        self.ctx.window = {"lo": trust.lo, "hi": trust.hi, "source": "fixed"}
 
     def needs_initial_dataset(self):
         return self.ctx.dataset is None and self.ctx.potential is None
@@ -406,21 +287,40 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.dataset = node.outputs.dataset
         return None
 
-    def run_training(self):
-        """Train the committee on the current dataset (warm start from the last one when asked)."""
+    def _submit_training(self, parent):
         inputs = {"train": self.exposed_inputs(TrainCalculation, namespace="train")}
         inputs["train"]["dataset"] = self.ctx.dataset
-        if self.ctx.potential is not None and self.inputs.warm_start.value:
-            inputs["train"]["parent_potential"] = self.ctx.potential
+        label = f"train_{self.ctx.iteration}"
+        if parent is not None:
+            inputs["train"]["parent_potential"] = parent
             if "warm_start_parameters" in self.inputs:
                 parameters = {
                     **inputs["train"]["parameters"].get_dict(),
                     **self.inputs.warm_start_parameters.get_dict(),
                 }
                 inputs["train"]["parameters"] = orm.Dict(parameters)
-        inputs["metadata"] = {"call_link_label": f"train_{self.ctx.iteration}"}
-        self.report(f"training on dataset <{self.ctx.dataset.pk}> ({self.ctx.dataset.n_frames} frames)")
+        elif self.ctx.potential is not None:
+            label += "_from_scratch"
+        inputs["metadata"] = {"call_link_label": label}
+        self.report(
+            f"training on dataset <{self.ctx.dataset.pk}> ({self.ctx.dataset.n_frames} frames)"
+            + (f", warm start from <{parent.pk}>" if parent is not None else "")
+        )
         return ToContext(training=self.submit(TrainingWorkChain, **inputs))
+
+    def run_training(self):
+        """Train the committee on the current dataset (warm start from the last one when asked)."""
+        warm = self.ctx.potential is not None and self.inputs.warm_start.value
+        return self._submit_training(self.ctx.potential if warm else None)
+
+    def should_retrain_from_scratch(self):
+        return self.ctx.retrain_from_scratch
+
+    def retrain_from_scratch(self):
+        """The warm start could not beat its parent: train once more, from newly initialised weights."""
+        self.ctx.retrain_from_scratch = False
+        self.ctx.record["retrained_from_scratch"] = True
+        return self._submit_training(None)
 
     def inspect_training(self):
         node = self.ctx.training
@@ -429,17 +329,29 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_TRAINING_FAILED.format(
                 message=node.exit_message or f"exit {node.exit_status}"
             )
-        self.ctx.potential = node.outputs.potential
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
+        status = metrics.get("status", "ok")
+        self.ctx.record.setdefault("training_status", status)
+        times = self.ctx.record.setdefault("times", {})
+        times["train"] = times.get("train", 0.0) + _span(node)
+        if status == "no_improvement" and not self.ctx.record.get("retrained_from_scratch"):
+            self.report(
+                f"training <{node.pk}>: no_improvement: the warm-started committee did not beat its parent "
+                f"on the validation frames (best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')}); "
+                "retraining once from scratch"
+            )
+            self.ctx.retrain_from_scratch = True
+            return None
+        self.ctx.potential = node.outputs.potential
         valid = metrics.get("valid", {}).get("mean") or metrics.get("train", {}).get("mean") or {}
         self.ctx.record.update(
             rmse_energy=valid.get("energy_per_atom"),
             rmse_forces=valid.get("forces"),
             n_train_frames=self.ctx.dataset.n_frames,
         )
-        self.ctx.record.setdefault("times", {})["train"] = _span(node)
         self._event(
             "train",
+            status=status,
             rmse_energy=valid.get("energy_per_atom"),
             rmse_forces=valid.get("forces"),
             n_train_frames=self.ctx.dataset.n_frames,
@@ -448,23 +360,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def should_iterate(self):
-        return not self.ctx.converged and self.ctx.iteration < self.inputs.convergence["max_iterations"]
+        return self.ctx.decision is None or not self.ctx.decision["stop"]
 
     def run_exploration(self):
         """Explore with the current committee at this iteration's temperatures."""
         self.ctx.iteration += 1
         self.ctx.iteration_start = time.time()
-        self.ctx.record = {
-            "iteration": self.ctx.iteration,
-            "times": {},
-            "n_selected": 0,
-            "n_labelled": 0,
-            "n_label_failures": 0,
-        }
+        self.ctx.record = new_record(self.ctx.iteration)
+        self.ctx.record["trust"] = dict(self.ctx.window)
         exploration = self.inputs.exploration.get_dict()
         schedule = exploration["schedule"]
         entry = schedule[min(self.ctx.iteration - 1, len(schedule) - 1)]
-        parameters = _explore_parameters(exploration.get("md", {}), entry, self.inputs.trust.get_dict())
+        parameters = explore_parameters(exploration.get("md", {}), entry, self.ctx.window)
         # fresh velocities and Langevin noise each iteration: the same seed would retrace similar paths
         parameters["seed"] = int(parameters.get("seed", 0)) + 1000 * (self.ctx.iteration - 1)
         inputs = {
@@ -479,7 +386,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs["pressures"] = orm.List(list(entry["pressures"]))
         if self.ctx.dataset is not None and exploration.get("watch_gamma", False):
             inputs["training_set"] = self.ctx.dataset
-        self.report(f"iteration {self.ctx.iteration}: exploring at {entry['temperatures']} K")
+        self.report(
+            f"iteration {self.ctx.iteration}: exploring at {entry['temperatures']} K, trust window "
+            f"{self.ctx.window['lo']:.3f}-{self.ctx.window['hi']:.3f} eV/A ({self.ctx.window['source']})"
+        )
         return ToContext(exploration=self.submit(ExplorationWorkChain, **inputs))
 
     def inspect_exploration(self):
@@ -490,18 +400,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 message=node.exit_message or f"exit {node.exit_status}"
             )
         summary = node.outputs.summary.get_dict()
-        counts = summary["counts"]
-        self.ctx.record.update(
-            n_explored=summary["n_checked"],
-            n_accurate=counts["accurate"],
-            n_candidate=counts["candidate"],
-            n_failed=counts["failed"],
-            accurate_fraction=summary["accurate_fraction"],
-            n_candidates=summary["n_candidates"],
-        )
+        self.ctx.record.update(exploration_fields(summary))
         self.ctx.record["times"]["explore"] = _span(node)
         self.ctx.candidates = node.outputs.candidates if "candidates" in node.outputs else None
-        self._event("explore", counts=counts, n_candidates=summary["n_candidates"], seconds=_span(node))
+        self._event(
+            "explore", counts=summary["counts"], n_candidates=summary["n_candidates"], seconds=_span(node)
+        )
         return None
 
     def has_candidates(self):
@@ -509,10 +413,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def run_selection(self):
         """Pick this iteration's batch among the candidates."""
-        trust = self.inputs.trust.get_dict()
         parameters = dict(self.inputs.selection.get_dict())
-        parameters.setdefault("lo", trust["lo"])
-        parameters.setdefault("hi", trust["hi"])
+        parameters["trust"] = {"lo": self.ctx.window["lo"], "hi": self.ctx.window["hi"]}
         parameters.setdefault("seed", self.ctx.iteration)
         inputs = self.exposed_inputs(SelectCalculation, namespace="select")
         inputs.update(pool=self.ctx.candidates, potential=self.ctx.potential, parameters=orm.Dict(parameters))
@@ -544,7 +446,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return ToContext(labelling=self.submit(LabellingWorkChain, **inputs))
 
     def inspect_labelling(self):
-        """Merge the new labels into a new dataset version; too many failures stop the run."""
+        """Calibrate the committee on the new labels, merge them into a new dataset version.
+
+        Too many labelling failures stop the run.
+        """
         node = self.ctx.labelling
         failures = node.outputs.failures["failures"] if "failures" in node.outputs else []
         self.ctx.record.update(n_label_failures=len(failures))
@@ -552,6 +457,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if "dataset" in node.outputs:
             new = node.outputs.dataset
             self.ctx.record["n_labelled"] = new.n_frames
+            if self.ctx.potential is not None:
+                self._calibrate(new)
             if self.ctx.dataset is None:
                 self.ctx.dataset = new
             else:
@@ -568,36 +475,57 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             )
         return None
 
+    def _calibrate(self, labels: DatasetData) -> None:
+        """Calibrate the current committee on new labels; with a target error, set the next window."""
+        outputs = calibrate_uncertainty(
+            self.ctx.potential,
+            labels,
+            metadata={"call_link_label": f"calibrate_{self.ctx.iteration}"},
+        )
+        key = f"iteration_{self.ctx.iteration}"
+        self.out(f"calibration.{key}", outputs["calibration"])
+        self.out(f"reliability_diagram.{key}", outputs["reliability_diagram"])
+        summary = calibration_summary(outputs["calibration"])
+        self.ctx.record["calibration"] = summary
+        spearman = summary["spearman"]
+        self.report(
+            f"calibration on {summary['n_pairs']} new label(s): factor {summary['factor']:.2f}"
+            + (" (fallback: too few pairs)" if summary["fallback"] else "")
+            + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
+        )
+        target = self.inputs.trust.get_dict().get("target_force_error")
+        if target is None:
+            return
+        md = self.inputs.exploration.get_dict().get("md", {})
+        window, message = trust_window_from(outputs["calibration"], target, md.get("break_threshold"))
+        self.report(message)
+        if window is not None:
+            self.ctx.window = {
+                "lo": window[0],
+                "hi": window[1],
+                "source": f"calibration of iteration {self.ctx.iteration} for target {target:g} eV/A",
+            }
+
     def check_convergence(self):
-        """Converged: the accurate fraction is reached, or no candidates for `patience` iterations; and the RMSE, if set."""
-        convergence = self.inputs.convergence.get_dict()
-        record = self.ctx.record
-        quiet = record.get("n_candidates", 0) == 0 or record.get("n_selected", 0) == 0
-        self.ctx.quiet_iterations = self.ctx.quiet_iterations + 1 if quiet else 0
-        rmse_ok = convergence.get("max_force_rmse") is None or (
-            self.ctx.history
-            and self.ctx.history[-1].get("rmse_forces") is not None
-            and self._last_rmse() <= convergence["max_force_rmse"]
+        """Record the iteration and let :func:`aiida_mlip.learning.convergence.decide` judge it."""
+        record = close_record(
+            self.ctx.record,
+            self.ctx.history,
+            self.ctx.dataset.n_frames if self.ctx.dataset is not None else 0,
+            time.time() - self.ctx.iteration_start,
         )
-        self.ctx.converged = rmse_ok and (
-            record.get("accurate_fraction", 0.0) >= convergence["accurate_fraction"]
-            or self.ctx.quiet_iterations >= convergence.get("patience", 1)
-        )
-        if "rmse_forces" not in record and self.ctx.history:
-            for key in ("rmse_energy", "rmse_forces", "n_train_frames"):
-                record[key] = self.ctx.history[-1].get(key)
-        wall = time.time() - self.ctx.iteration_start
-        record["wall_time"] = wall
-        record["overhead"] = max(0.0, wall - sum(record["times"].values()))
-        record.setdefault("n_train_frames", self.ctx.dataset.n_frames if self.ctx.dataset is not None else 0)
+        decision = decide(record, self.ctx.history, self.inputs.convergence.get_dict()).to_dict()
+        record["convergence"] = decision
+        self.ctx.decision = decision
         self.ctx.history.append(dict(record))
         self.node.base.extras.set("history", self.ctx.history)
-        self._event("iteration", converged=self.ctx.converged, **record)
+        self._event("iteration", converged=decision["converged"], **record)
         self.report(
-            f"iteration {record['iteration']}: accurate {record.get('accurate_fraction', 0):.3f}, "
+            f"iteration {record['iteration']}: accurate {record['accurate_fraction']:.3f} "
+            f"({record['n_failed']} of {record['n_explored']} frames failed), "
             f"candidates {record.get('n_candidates', 0)}, labelled {record['n_labelled']}, "
             f"force RMSE {1000 * (record.get('rmse_forces') or math.nan):.1f} meV/A, "
-            f"overhead {record['overhead']:.1f} s" + (" -> converged" if self.ctx.converged else "")
+            f"overhead {record['overhead']:.1f} s -> {decision['criterion']}: {decision['reason']}"
         )
 
     def _event(self, step: str, **fields) -> None:
@@ -614,11 +542,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             }
         )
 
-    def _last_rmse(self):
-        values = [record.get("rmse_forces") for record in self.ctx.history + [self.ctx.record]]
-        values = [value for value in values if value is not None]
-        return values[-1] if values else math.inf
-
     def _attach_outputs(self):
         """Output what exists so far (also on failure: nothing computed is lost)."""
         if self.ctx.potential is not None and "potential" not in self.outputs:
@@ -626,11 +549,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.dataset is not None and "dataset" not in self.outputs:
             self.out("dataset", self.ctx.dataset)
         if "history" not in self.outputs:
-            self.out("history", orm.Dict({"iterations": self.ctx.history}).store())
+            ending = {"iterations": self.ctx.history}
+            if self.ctx.decision is not None:
+                ending["ended"] = {
+                    key: self.ctx.decision[key] for key in ("converged", "criterion", "reason")
+                }
+            self.out("history", orm.Dict(ending).store())
 
     def results(self):
         self._attach_outputs()
-        self._event("finished", converged=self.ctx.converged, iterations=self.ctx.iteration)
+        decision = self.ctx.decision
+        self._event("finished", converged=decision["converged"], iterations=self.ctx.iteration)
         if self.ctx.history:
             from aiida_mlip.history import plot_history
 
@@ -638,7 +567,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 path = f"{tmp}/history.png"
                 plot_history(self.ctx.history, path, title=f"Active learning <{self.node.pk}>")
                 self.out("history_plot", orm.SinglefileData(path).store())
-        if not self.ctx.converged:
-            return self.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.format(iterations=self.ctx.iteration)
-        self.report(f"converged after {self.ctx.iteration} iteration(s): potential <{self.ctx.potential.pk}>")
-        return None
+        if decision["converged"]:
+            self.report(
+                f"converged after {self.ctx.iteration} iteration(s): potential <{self.ctx.potential.pk}>; "
+                f"{decision['reason']}"
+            )
+            return None
+        self.report(f"not converged after {self.ctx.iteration} iteration(s): {decision['reason']}")
+        exit_code = {
+            ALL_FAILED: self.exit_codes.ERROR_EXPLORATION_ALL_FAILED,
+            NO_NEW_LABELS: self.exit_codes.ERROR_NOT_CONVERGED_NO_NEW_LABELS,
+        }.get(decision["criterion"], self.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED)
+        return exit_code.format(iterations=self.ctx.iteration, reason=decision["reason"])

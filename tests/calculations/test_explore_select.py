@@ -15,8 +15,7 @@ MD = {
     "steps": 60,
     "timestep": 2.0,
     "check_interval": 5,
-    "trust_lo": 0.0,
-    "trust_hi": 50.0,
+    "trust": {"lo": 0.0, "hi": 50.0},
     "walkers": 2,
 }
 
@@ -65,7 +64,7 @@ def test_explore_then_select(engine_code, tiny_potential, start, aluminium_datas
     ("change", "message"),
     [
         ({"temperature": -5}, "temperature must be non-negative"),
-        ({"trust_lo": 0.3, "trust_hi": 0.1}, "trust_lo < trust_hi"),
+        ({"trust": {"lo": 0.3, "hi": 0.1}}, "the trust window needs lo < hi"),
         ({"ensemble": "nvx"}, "unknown ensemble"),
     ],
 )

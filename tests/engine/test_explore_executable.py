@@ -55,8 +55,7 @@ def test_ramp_run_writes_every_output(al_committee, tmp_path):
         "timestep_fs": 2.0,
         "check_interval": 10,
         "write_interval": 20,
-        "trust_lo": 0.1,
-        "trust_hi": 0.3,
+        "trust": {"lo": 0.1, "hi": 0.3},
         "walkers": 2,
         "seed": 3,
     }
@@ -89,7 +88,7 @@ def test_ramp_run_writes_every_output(al_committee, tmp_path):
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"trust_lo": 0.3, "trust_hi": 0.1}, "trust_lo < trust_hi"),
+        ({"trust": {"lo": 0.3, "hi": 0.1}}, "`exploration.md.trust`: the trust window needs lo < hi"),
         ({"temperature": -5}, "non-negative"),
         ({"ensemble": "npe"}, "unknown ensemble"),
     ],

@@ -50,7 +50,7 @@ def select(tmp_path, parameters, pool, *extra):
 def test_selects_within_budget_without_duplicates(al_committee, pool_file, tmp_path, strategy):
     parameters = {"strategy": strategy, "budget": 6, "seed": 0}
     if strategy == "hybrid":
-        parameters.update(lo=0.0, hi=10.0)  # every pool frame is a candidate: D-optimality decides
+        parameters["trust"] = {"lo": 0.0, "hi": 10.0}  # every pool frame is a candidate: D-optimality decides
     done = select(
         tmp_path,
         parameters,
@@ -87,9 +87,13 @@ def test_max_deviation_from_sidecar_scores_needs_no_model(pool_file, tmp_path):
     ("parameters", "message"),
     [
         ({"strategy": "best", "budget": 2}, "unknown strategy"),
-        ({"strategy": "random"}, "budget"),
+        (
+            {"strategy": "random", "budget": 0},
+            "`selection.budget`: Input should be greater than or equal to 1",
+        ),
         ({"strategy": "random", "budget": -1}, "budget"),
-        ({"strategy": "random", "budget": 2, "lo": 0.1}, "takes no option"),
+        ({"strategy": "random", "budget": 2, "lo": 0.1}, "unknown key `selection.lo`"),
+        ({"strategy": "random", "budget": 2, "tol": 0.1}, "strategy 'random' ignores option(s) tol"),
         ({"strategy": "d_optimal", "budget": 2}, "features"),
     ],
 )

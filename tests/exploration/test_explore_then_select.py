@@ -6,7 +6,9 @@ from aiida_mlip.exploration import ExploreParameters, explore
 from aiida_mlip.exploration.records import frames_of
 from aiida_mlip.potentials import load_calculator
 from aiida_mlip.potentials.frames import Frames
-from aiida_mlip.selection import STRATEGIES, ActiveSet, SelectionPool, pool_from_frames
+from aiida_mlip.selection.batch import pool_scores, select_batch
+from aiida_mlip.selection.settings import SelectionSettings
+from aiida_mlip.selection.trust import TrustWindow
 
 from .al_committee import aluminium
 
@@ -18,8 +20,7 @@ def test_candidates_of_a_ramp_feed_the_hybrid_selection(al_committee):
         steps=200,
         timestep=2.0,
         check_interval=5,
-        trust_lo=0.05,
-        trust_hi=0.5,
+        trust=TrustWindow(lo=0.05, hi=0.5),
         walkers=2,
         seed=7,
     )
@@ -27,29 +28,24 @@ def test_candidates_of_a_ramp_feed_the_hybrid_selection(al_committee):
     candidates = frames_of([atoms for walker in result.walkers for atoms, _ in walker.candidates])
     assert len(candidates) >= 3
 
-    pool = pool_from_frames(candidates, calculator)
+    images = candidates.to_atoms()
+    scores = pool_scores(images, None, calculator)
     recorded = [check.max_force_deviation for walker in result.walkers for _, check in walker.candidates]
-    np.testing.assert_allclose(pool.scores["max_force_deviation"], recorded, rtol=1e-4, atol=1e-5)
-
-    training = Frames.read_hdf5(al_committee["training"]).to_atoms()
-    features = np.concatenate([calculator.get_features(atoms) for atoms in training])
-    numbers = np.concatenate([atoms.numbers for atoms in training])
-    frame_of_row = np.concatenate([np.full(len(atoms), i) for i, atoms in enumerate(training)])
-    active = ActiveSet.build(features, numbers, frame_index=frame_of_row)
-    reference = SelectionPool(len(training), features=features, numbers=numbers, row_frame=frame_of_row)
+    np.testing.assert_allclose(scores["max_force_deviation"], recorded, rtol=1e-4, atol=1e-5)
 
     budget = 2
-    selection = STRATEGIES["hybrid"](
-        pool,
-        budget,
-        lo=0.05,
-        hi=0.5,
-        active_set=active,
-        reference_fingerprints=reference.frame_fingerprints(),
+    selection = select_batch(
+        images,
+        SelectionSettings(strategy="hybrid", budget=budget),
+        TrustWindow(lo=0.05, hi=0.5),
+        calculator=calculator,
+        training=Frames.read_hdf5(al_committee["training"]).to_atoms(),
     )
-    assert 0 < len(selection.indices) <= budget
+    assert len(selection.indices) == min(budget, selection.info["eligible"])
     assert len(set(selection.indices.tolist())) == len(selection.indices)
+    assert sum(selection.info["origin"].values()) == len(selection.indices)
+    assert selection.active_set is not None
     print(
         f"{len(candidates)} candidates, picked {selection.indices.tolist()}: {selection.info['stop_reason']}, "
-        f"D-optimal {selection.info['d_optimal_selected']}, by deviation {selection.info['filled_by_deviation']}"
+        f"origin {selection.info['origin']}, D-optimal {selection.info['d_optimal_selected']}"
     )

@@ -11,12 +11,13 @@ from aiida_mlip.exploration import ExploreParameters, explore, grader, run_walke
 from aiida_mlip.potentials import load_calculator
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.selection.maxvol import ActiveSet
+from aiida_mlip.selection.trust import TrustWindow
 
 from .al_committee import aluminium
 
 # trust window on the max force deviation, eV/A; the committee's deviation on its own training
 # frames is below 0.1 eV/A (see test_training_frames_are_accurate)
-WINDOW = {"trust_lo": 0.1, "trust_hi": 0.3, "break_threshold": 0.5}
+WINDOW = {"trust": TrustWindow(lo=0.1, hi=0.3), "break_threshold": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_training_frames_are_accurate(al_committee, calculator):
     print(
         f"max force deviation on training frames: median {np.median(deviations):.3f}, max {max(deviations):.3f} eV/A"
     )
-    assert np.median(deviations) < WINDOW["trust_lo"]
+    assert np.median(deviations) < WINDOW["trust"].lo
 
 
 def test_300K_run_is_mostly_accurate(calculator, tmp_path):
@@ -98,15 +99,19 @@ def test_npt_with_pressure_ramp_and_nve(calculator):
         steps=40,
         timestep=2.0,
         check_interval=10,
-        trust_lo=0.1,
-        trust_hi=0.5,
+        trust=TrustWindow(lo=0.1, hi=0.5),
     )
     walker = run_walker(aluminium(), calculator, npt)
     assert walker.steps_done == 40 and walker.stop_reason in ("completed", "break_threshold")
     assert np.isfinite([check.pressure for check in walker.checks]).all()
     assert walker.trajectory[-1].get_volume() != pytest.approx(aluminium().get_volume(), rel=1e-6)
     nve = ExploreParameters(
-        ensemble="nve", temperature=100, steps=40, timestep=1.0, check_interval=10, trust_hi=0.5
+        ensemble="nve",
+        temperature=100,
+        steps=40,
+        timestep=1.0,
+        check_interval=10,
+        trust=TrustWindow(lo=0.05, hi=0.5),
     )
     walker = run_walker(aluminium(), calculator, nve)
     total = [check.energy + 1.5 * 32 * 8.617333e-5 * check.temperature for check in walker.checks]

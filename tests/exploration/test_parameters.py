@@ -11,7 +11,7 @@ def test_defaults_and_ramps():
     assert parameters.temperature_at(0) == 300.0
     assert parameters.temperature_at(50) == pytest.approx(1150.0)
     assert parameters.temperature_at(100) == 2000.0
-    assert parameters.break_threshold == parameters.trust_hi
+    assert parameters.break_threshold == 2 * parameters.trust.hi  # BREAK_FACTOR times the window's hi
     assert parameters.write_interval == parameters.check_interval
     npt = ExploreParameters(ensemble="NPT", pressure=[0.0, 2.0], steps=10)
     assert npt.ensemble == "npt" and npt.pressure_at(5) == pytest.approx(1.0)
@@ -24,8 +24,9 @@ def test_defaults_and_ramps():
         ({"temperature": -10}, "non-negative"),
         ({"temperature": [300, -1]}, "non-negative"),
         ({"temperature": "hot"}, "number or"),
-        ({"trust_lo": 0.3, "trust_hi": 0.1}, "trust_lo < trust_hi"),
-        ({"trust_lo": 0.2, "trust_hi": 0.2}, "trust_lo < trust_hi"),
+        ({"trust": {"lo": 0.3, "hi": 0.1}}, "the trust window needs lo < hi"),
+        ({"trust": {"lo": 0.2, "hi": 0.2}}, "the trust window needs lo < hi"),
+        ({"trust_lo": 0.05}, "unknown key `exploration.md.trust_lo`"),
         ({"ensemble": "nph"}, "unknown ensemble"),
         ({"ensemble": "nve", "temperature": [300, 600]}, "needs a thermostat"),
         ({"pressure": 1.0}, "only used by ensemble npt"),
@@ -33,9 +34,9 @@ def test_defaults_and_ramps():
         ({"steps": 2.5}, "positive integer"),
         ({"check_interval": 10, "write_interval": 15}, "multiple"),
         ({"timestep": 0}, "positive"),
-        ({"break_threshold": 0.01, "trust_lo": 0.05}, "break_threshold"),
+        ({"break_threshold": 0.01, "trust": {"lo": 0.05}}, "break_threshold"),
         ({"gamma_lo": 5, "gamma_hi": 2}, "gamma window"),
-        ({"temprature": 300}, "unknown parameter 'temprature'"),
+        ({"temprature": 300}, "unknown key `exploration.md.temprature`; did you mean `temperature`"),
     ],
 )
 def test_bad_parameters_are_refused(values, message):

@@ -22,11 +22,11 @@ from aiida_mlip.potentials.train import TrainConfig, evaluate_frames, train_comm
 )
 def test_bad_configurations_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig.from_dict(values)
+        TrainConfig.from_mapping(values)
 
 
 def test_yaml_style_numbers_are_accepted():
-    assert TrainConfig.from_dict({"lr": "1e-3"}).lr == 1e-3
+    assert TrainConfig.from_mapping({"lr": "1e-3"}).lr == 1e-3
 
 
 def test_committee_reaches_the_accuracy_target(trained, al_test, tmp_path):
@@ -98,3 +98,55 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(al_test):
     else:
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             train_committee(al_test.subset([0, 1, 2]), {"max_epochs": 1}, device="cuda", log=None)
+
+
+def test_warm_start_never_drops_the_new_labels(cold_frames):
+    """The planted failure: a parent that fits the old frames, validated on old frames only.
+
+    Before the fix the parent's weights came back with status "ok" and best epoch 0 whenever no
+    epoch beat the parent on that split. Now training runs at least ``min_epochs``, the weights are
+    the best *trained* epoch's, and the new frames' force error drops.
+    """
+    from aiida_mlip.potentials.frames import Frames
+    from aiida_mlip.potentials.train import frame_fingerprints
+    from aiida_mlip.potentials.training_data import frame_groups, stratified_split
+    from tests.potentials.emt_data import md_frames
+
+    old = cold_frames["train"]
+    old.source_uuid[:] = "label-job-1"
+    new = Frames.from_atoms(md_frames(1200, 8, seed=21))
+    new.source_uuid[:] = "label-job-2"
+    config = {"committee_size": 2, "hidden": 16, "n_radial": 5, "l_max": 2, "seed": 5, "batch_size": 8}
+    parent = train_committee(old, {**config, "max_epochs": 12, "lr": 1e-2}, log=None)
+    dataset = Frames.concatenate([old, new])
+
+    warm = train_committee(
+        dataset,
+        {**config, "max_epochs": 5, "min_epochs": 5, "lr": 2e-3, "patience": 1},
+        valid=old.subset(np.arange(8)),  # old frames only: the parent already fits them
+        init=parent.model,
+        parent_frames=frame_fingerprints(old),
+        log=None,
+    )
+    metrics = warm.metrics
+    assert metrics["epochs_run"] == 5 == len(warm.history)  # patience 1 did not stop it before min_epochs
+    assert metrics["best_epoch"] >= 1  # never the untouched parent
+    assert warm.status in ("ok", "no_improvement") and metrics["status"] == warm.status
+    new_errors = metrics["new_frames"]
+    assert new_errors["n"] == 8 and new_errors["identified_by"] == "parent_frames given by the caller"
+    print(
+        "new-frame force RMSE before/after (eV/A):", new_errors["forces_before"], new_errors["forces_after"]
+    )
+    assert new_errors["forces_after"] < 0.8 * new_errors["forces_before"]
+    changed = any(
+        not torch.equal(value, parent.model.state_dict()[name])
+        for name, value in warm.model.state_dict().items()
+    )
+    assert changed
+
+    # without a given validation set the split is stratified: the new frames are in it
+    groups = frame_groups(dataset, np.arange(len(dataset)) >= len(old))
+    train, valid = stratified_split(dataset, 0.1, np.random.default_rng(0), groups)
+    assert set(valid.source_uuid) == {"label-job-1", "label-job-2"}
+    assert len(train) + len(valid) == len(dataset)
+    assert (valid.source_uuid == "label-job-2").sum() == 1 and (valid.source_uuid == "label-job-1").sum() == 4

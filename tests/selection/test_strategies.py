@@ -9,6 +9,10 @@ from aiida_mlip.selection import STRATEGIES, ActiveSet, SelectionPool
 from aiida_mlip.selection.farthest_point import farthest_point_sampling
 from aiida_mlip.selection.leverage import LeverageModel
 from aiida_mlip.selection.maxvol import RankDeficientWarning
+from aiida_mlip.selection.settings import SelectionSettings, SelectParameters
+from aiida_mlip.selection.strategies import STRATEGY_OPTIONS
+from aiida_mlip.selection.trust import TrustWindow
+from aiida_mlip.settings import SettingsError
 
 
 def make_pool(n_frames=40, m=8, seed=0, duplicate_of=None):
@@ -47,7 +51,9 @@ def test_every_strategy_respects_budget_and_never_repeats(name, budget):
     pool = make_pool(duplicate_of=[30, 31, 32, 33, 34, 35, 36, 37, 38, 39])
     result = STRATEGIES[name](pool, budget, rng=1)
     indices = result.indices.tolist()
-    assert len(indices) <= budget
+    # 50 frames, 40 distinct: every strategy fills a budget this small (an empty selection fails)
+    assert len(indices) == budget
+    assert result.info["stop_reason"] == ("budget" if budget else result.info["stop_reason"])
     assert len(set(indices)) == len(indices)
     assert len(result.scores) == len(indices)
     assert result.info["strategy"] == name
@@ -58,11 +64,68 @@ def test_every_strategy_respects_budget_and_never_repeats(name, budget):
 
 def test_hybrid_picks_only_candidates_and_fills_by_deviation():
     pool = make_pool()
-    result = STRATEGIES["hybrid"](pool, 10, lo=0.1, hi=0.4)
+    result = STRATEGIES["hybrid"](pool, 10, window=TrustWindow(lo=0.1, hi=0.4))
     deviation = pool.scores["max_force_deviation"]
     assert np.all((deviation[result.indices] >= 0.1) & (deviation[result.indices] < 0.4))
     assert result.info["counts"]["candidate"] == int(((deviation >= 0.1) & (deviation < 0.4)).sum())
     assert len(result.indices) == 10
+    assert result.info["origin"] == {"in_window": 10, "top_up_above_hi": 0}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_pool_mostly_above_hi_still_fills_the_budget(name):
+    """4 frames in the window, 30 above hi, 6 below lo: the window first, then the lowest above hi."""
+    pool = make_pool()
+    deviation = np.concatenate([np.full(6, 0.01), np.linspace(0.1, 0.3, 4), np.linspace(0.6, 2.0, 30)])
+    pool.scores["max_force_deviation"] = deviation
+    window = TrustWindow(lo=0.05, hi=0.5)
+    result = STRATEGIES[name](pool, 10, rng=0, window=window)
+    indices = result.indices.tolist()
+    assert len(indices) == 10 and len(set(indices)) == 10
+    assert result.info["origin"] == {"in_window": 4, "top_up_above_hi": 6}, result.info
+    assert result.info["stop_reason"] == "budget"
+    assert set(indices[:4]) == {6, 7, 8, 9}  # the window first
+    assert indices[4:] == list(range(10, 16))  # then the lowest deviations above hi, in order
+    assert not set(indices) & set(range(6))  # accurate frames are never labelled
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_fewer_eligible_frames_than_the_budget_gives_all_of_them(name):
+    pool = make_pool()
+    deviation = np.full(pool.n_frames, 0.01)
+    deviation[[3, 11, 20]] = [0.2, 0.3, 0.9]  # two in the window, one above hi, the rest accurate
+    deviation[25] = np.nan  # no score: never picked
+    pool.scores["max_force_deviation"] = deviation
+    result = STRATEGIES[name](pool, 8, rng=0, window=TrustWindow(lo=0.05, hi=0.5))
+    assert sorted(result.indices.tolist()) == [3, 11, 20]
+    assert result.info["stop_reason"] == "pool exhausted"
+    assert result.info["origin"] == {"in_window": 2, "top_up_above_hi": 1}
+    no_top_up = STRATEGIES[name](pool, 8, rng=0, window=TrustWindow(lo=0.05, hi=0.5), top_up=False)
+    assert sorted(no_top_up.indices.tolist()) == [3, 11]
+    assert no_top_up.info["origin"] == {"in_window": 2}
+
+
+def test_unknown_or_ignored_options_are_errors_not_type_errors():
+    pool = make_pool()
+    with pytest.raises(ValueError, match=r"strategy 'random' takes no option 'tol'"):
+        STRATEGIES["random"](pool, 2, tol=0.1)
+    with pytest.raises(ValueError, match=r"takes no option 'duplicate_tl'; did you mean `duplicate_tol`\?"):
+        STRATEGIES["max_deviation"](pool, 2, duplicate_tl=0.1)
+    with pytest.raises(SettingsError, match=r"strategy 'random' ignores option\(s\) kind, tol"):
+        SelectionSettings.from_mapping({"strategy": "random", "tol": 0.01, "kind": "leverage"})
+    with pytest.raises(
+        SettingsError, match=r"`selection.budget`: Input should be greater than or equal to 1"
+    ):
+        SelectionSettings.from_mapping({"budget": 0})
+    with pytest.raises(SettingsError, match=r"unknown strategy 'hybird'; did you mean `hybrid`\?"):
+        SelectionSettings.from_mapping({"strategy": "hybird"})
+    with pytest.raises(SettingsError, match=r"`selection.trust`: the trust window needs lo < hi"):
+        SelectParameters.from_mapping({"trust": {"lo": 0.5, "hi": 0.1}})
+    # every strategy function takes exactly the options the settings give it
+    for name, function in STRATEGIES.items():
+        settings = SelectionSettings(strategy=name)
+        assert set(settings.strategy_options()) == set(STRATEGY_OPTIONS[name])
+        assert set(STRATEGY_OPTIONS[name]) <= set(function.accepted_options), name
 
 
 def test_d_optimal_with_a_training_active_set_and_a_rare_element():

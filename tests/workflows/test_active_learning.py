@@ -23,11 +23,11 @@ OVERRIDES = {
 }
 
 
-def al_builder(engine_code, **overrides):
+def al_builder(engine_code, structures=None, **overrides):
     codes = {
         plugin: engine_code(plugin) for plugin in ("mlip.train", "mlip.explore", "mlip.select", "mlip.label")
     }
-    structures = [bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))]
+    structures = structures or [bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))]
     return ActiveLearningWorkChain.get_builder_from_protocol(
         structures,
         labeller={"ase": {"calculator": "ase.calculators.emt.EMT"}},
@@ -39,16 +39,28 @@ def al_builder(engine_code, **overrides):
 
 def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
     results, node = run_get_node(al_builder(engine_code))
-    assert node.exit_status in (
-        0,
-        ActiveLearningWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status,
-    ), node.exit_message
     history = results["history"]["iterations"]
+    ended = results["history"]["ended"]
+    # exit 0 only with the accurate fraction (failed frames included) reached; else a named code
+    assert (node.exit_status == 0) == ended["converged"], node.exit_message
+    if ended["converged"]:
+        assert history[-1]["accurate_fraction"] >= 0.01
+    else:
+        assert ended["reason"] in node.exit_message
     assert 1 <= len(history) <= 2
     for record in history:
         assert record["n_explored"] > 0
         assert record["n_accurate"] + record["n_candidate"] + record["n_failed"] == record["n_explored"]
+        assert record["accurate_fraction"] == pytest.approx(record["n_accurate"] / record["n_explored"])
         assert record["overhead"] >= 0
+        assert record["convergence"]["criterion"] in ("continue", "converged", "max_iterations")
+        # every iteration that labelled frames calibrated the committee on them first, with provenance
+        if record["n_labelled"]:
+            key = f"iteration_{record['iteration']}"
+            calibration = results["calibration"][key]
+            assert calibration.creator.caller.pk == node.pk
+            assert calibration["fit"]["n_pairs"] == record["calibration"]["n_pairs"] == record["n_labelled"]
+            assert results["reliability_diagram"][key].creator.pk == calibration.creator.pk
     dataset = results["dataset"]
     assert dataset.n_frames == 7 + sum(record["n_labelled"] for record in history)
     # the lineage of the final potential names exactly the labelling jobs whose frames are in the dataset
@@ -64,12 +76,14 @@ def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
     ("overrides", "message"),
     [
         ({"trust": {"lo": 0.5, "hi": 0.1}}, "lo < hi"),
-        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown selection strategy"),
+        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown strategy 'nope'"),
         (
             {"exploration": {"md": {}, "schedule": [{"temperatures": [-10]}]}},
             "temperature must be non-negative",
         ),
         ({"convergence": {"max_iterations": 0, "accurate_fraction": 0.9}}, "max_iterations"),
+        ({"convergence": {"max_iterations": 2, "patiense": 2}}, "did you mean `patience`"),
+        ({"selection": {"budget": 0}}, r"selection.budget`: .*greater than or equal to 1"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(engine_code, overrides, message):
@@ -77,6 +91,31 @@ def test_bad_settings_are_refused_before_anything_runs(engine_code, overrides, m
     with pytest.raises(ValueError, match=message):
         run_get_node(al_builder(engine_code, **overrides))
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_walkers_that_explode_at_their_first_check_end_with_406(engine_code):
+    """A break threshold below any deviation: every walker fails at its first check (accurate 0.000).
+
+    The start is rattled: on the perfect lattice every force vanishes by symmetry, so its first
+    frame would be trivially accurate.
+    """
+    start = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))
+    start.rattle(0.05, seed=1)
+    overrides = {
+        "exploration": {
+            "md": {"steps": 40, "check_interval": 5, "timestep": 2.0, "break_threshold": 2e-6},
+            "schedule": [{"temperatures": [300]}],
+        },
+        "trust": {"lo": 1e-6, "hi": 2e-6},
+        "convergence": {"max_iterations": 3, "accurate_fraction": 0.5, "patience": 1},
+    }
+    results, node = run_get_node(al_builder(engine_code, structures=[start], **overrides))
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_EXPLORATION_ALL_FAILED.status
+    assert "every walker failed" in node.exit_message
+    (record,) = results["history"]["iterations"]
+    assert record["accurate_fraction"] == 0.0 and record["n_failed"] == record["n_explored"] >= 1
+    assert results["history"]["ended"]["criterion"] == "all_failed"
+    assert "potential" in results and "dataset" in results  # nothing computed is lost
 
 
 def test_protocols_are_listed_and_merged():
@@ -107,6 +146,9 @@ def test_command_line_on_a_finished_run(engine_code, tmp_path):
 
     status = invoke("status", node.pk)
     assert "acc.frac" in status and f"potential <{results['potential'].pk}>" in status
+    assert "rank corr" in status and "cal.factor" in status
+    ended = results["history"]["ended"]
+    assert f"ended by `{ended['criterion']}`: {ended['reason']}" in status
     lineage = invoke("lineage", results["potential"].pk)
     assert "labelling" in lineage and "training run(s)" in lineage
     assert str(results["potential"].pk) in invoke("potential", "list", "--element", "Al")

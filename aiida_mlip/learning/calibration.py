@@ -1,0 +1,420 @@
+"""Calibration of the committee force deviation against the force error it is meant to predict.
+
+Each iteration's new labels are frames the previous committee never saw, so before retraining each
+gives one honest pair per frame: the committee's *predicted* error, the largest per-atom force
+deviation ``max_i eps_i`` (:func:`aiida_mlip.selection.deviation.force_deviation`), and the
+*observed* error, the largest per-atom distance between the committee mean force and the reference
+force, ``max_i |<F_i> - F_i^ref|`` (both eV/Angstrom).
+
+A committee spread is a ranking of errors, not an error: members trained on the same data agree
+more with each other than with the truth, so the spread is usually too small by a roughly constant
+factor. Musil et al. (J. Chem. Theory Comput. 15, 906 (2019)) correct it with a single scaling
+factor fitted on held-out data; the same is done here for the per-frame maxima, in log space
+because the errors span decades:
+
+    observed ~ factor * predicted,  log(factor) = median_frames( log(observed / predicted) ).
+
+The median makes the fit robust to the few frames where the committee is badly wrong either way;
+half of the frames then lie above the calibrated prediction and half below. Where an element is the
+site of the largest error for at least ``min_pairs`` frames it gets its own factor.
+
+How well the deviation *ranks* the errors is reported as Spearman's rank correlation, and how well
+the calibrated value predicts them as the fraction of frames within a factor of 2.
+
+No AiiDA import: the work chain, the AiiDA-free loop and the benchmarks call this module.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from aiida_mlip.selection.deviation import force_deviation
+
+__all__ = (
+    "DEFAULT_HI_RATIO",
+    "DEFAULT_MIN_PAIRS",
+    "Calibration",
+    "CalibrationPairs",
+    "CalibrationWarning",
+    "calibration_pairs",
+    "fit_calibration",
+    "plot_reliability",
+)
+
+DEFAULT_MIN_PAIRS = 10
+"""Fewer pairs than this and the fit falls back to ``factor = 1`` (the raw deviation) with a warning."""
+
+DEFAULT_HI_RATIO = 5.0
+"""``hi / lo`` of the window :meth:`Calibration.window_for` derives from a target error."""
+
+
+class CalibrationWarning(UserWarning):
+    """Too few pairs for a calibration: the raw deviation (factor 1) is used instead."""
+
+
+@dataclass(frozen=True)
+class CalibrationPairs:
+    """Predicted and observed per-frame maximum force errors of a committee on labelled frames.
+
+    Attributes
+    ----------
+    predicted : (n,) array
+        ``max_i eps_i``, the largest per-atom committee force deviation of each frame, eV/Angstrom.
+    observed : (n,) array
+        ``max_i |<F_i> - F_i^ref|``, the largest per-atom error of the committee mean force, eV/Angstrom.
+    symbols : tuple of str
+        Chemical symbol of the atom where each frame's observed error is largest.
+    """
+
+    predicted: np.ndarray
+    observed: np.ndarray
+    symbols: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        predicted = np.asarray(self.predicted, dtype=np.float64).reshape(-1)
+        observed = np.asarray(self.observed, dtype=np.float64).reshape(-1)
+        symbols = tuple(str(symbol) for symbol in self.symbols) or ("",) * len(predicted)
+        if not (len(predicted) == len(observed) == len(symbols)):
+            raise ValueError(
+                f"calibration pairs need as many predicted ({len(predicted)}), observed ({len(observed)}) "
+                f"and symbol ({len(symbols)}) entries"
+            )
+        object.__setattr__(self, "predicted", predicted)
+        object.__setattr__(self, "observed", observed)
+        object.__setattr__(self, "symbols", symbols)
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[CalibrationPairs]) -> CalibrationPairs:
+        """Pool the pairs of several iterations (the same committee lineage)."""
+        parts = list(parts)
+        if not parts:
+            return cls(np.zeros(0), np.zeros(0), ())
+        return cls(
+            np.concatenate([part.predicted for part in parts]),
+            np.concatenate([part.observed for part in parts]),
+            tuple(symbol for part in parts for symbol in part.symbols),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists (eV/Angstrom), for an ``orm.Dict`` or a JSON file."""
+        return {
+            "predicted": self.predicted.tolist(),
+            "observed": self.observed.tolist(),
+            "symbols": list(self.symbols),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CalibrationPairs:
+        """Inverse of :meth:`to_dict`."""
+        return cls(values["predicted"], values["observed"], tuple(values.get("symbols", ())))
+
+
+def _reference_forces(image: Atoms, index: int) -> np.ndarray:
+    results = image.calc.results if image.calc is not None else {}
+    forces = results.get("forces")
+    if forces is None:
+        raise ValueError(f"frame {index} has no reference forces (label it before calibrating)")
+    forces = np.asarray(forces, dtype=np.float64)
+    if forces.shape != (len(image), 3):
+        raise ValueError(
+            f"reference forces of frame {index} have shape {forces.shape}, expected ({len(image)}, 3)"
+        )
+    return forces
+
+
+def calibration_pairs(calculator, images: Sequence[Atoms]) -> CalibrationPairs:
+    """Predicted and observed maximum force errors of a committee on labelled frames.
+
+    Parameters
+    ----------
+    calculator
+        A committee calculator whose results hold ``committee_forces`` (K, N, 3) in eV/Angstrom on
+        every call, e.g. :class:`~aiida_mlip.potentials.calculator.CommitteeCalculator` with
+        ``spread_every=1``.
+    images
+        Labelled frames the committee has not been trained on; each one's calculator results hold
+        the reference ``forces`` (eV/Angstrom), as a ``SinglePointCalculator`` from a labeller or
+        from :meth:`~aiida_mlip.potentials.frames.Frames.to_atoms` does. They are not modified.
+
+    Returns
+    -------
+    CalibrationPairs
+
+    Raises
+    ------
+    ValueError
+        If a frame has no reference forces or the calculator gives no committee forces.
+    """
+    if hasattr(images, "to_atoms"):
+        images = images.to_atoms()
+    predicted, observed, symbols = [], [], []
+    for index, image in enumerate(images):
+        reference = _reference_forces(image, index)
+        atoms = image.copy()
+        atoms.calc = None
+        calculator.calculate(atoms, ["energy", "forces"])
+        committee = calculator.results.get("committee_forces")
+        if committee is None:
+            raise ValueError(
+                "the calculator gave no committee forces; use a committee calculator that evaluates "
+                "the spread on every call (spread_every=1)"
+            )
+        committee = np.asarray(committee, dtype=np.float64)
+        error = np.linalg.norm(committee.mean(axis=0) - reference, axis=1)
+        worst = int(np.argmax(error))
+        predicted.append(float(force_deviation(committee).max()))
+        observed.append(float(error[worst]))
+        symbols.append(image.get_chemical_symbols()[worst])
+    return CalibrationPairs(np.asarray(predicted), np.asarray(observed), tuple(symbols))
+
+
+def _usable(pairs: CalibrationPairs) -> np.ndarray:
+    """Pairs with both errors finite and positive (a log ratio exists)."""
+    return (
+        np.isfinite(pairs.predicted)
+        & np.isfinite(pairs.observed)
+        & (pairs.predicted > 0)
+        & (pairs.observed > 0)
+    )
+
+
+def _log_factor(predicted: np.ndarray, observed: np.ndarray) -> float:
+    return float(np.median(np.log(observed) - np.log(predicted)))
+
+
+def _spearman(predicted: np.ndarray, observed: np.ndarray) -> float | None:
+    """Spearman's rank correlation, or None with fewer than 3 pairs or a constant input."""
+    if len(predicted) < 3 or np.ptp(predicted) == 0 or np.ptp(observed) == 0:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(predicted, observed).statistic)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``observed max force error ~ factor * predicted max force deviation``, per element where fitted.
+
+    Attributes
+    ----------
+    factor : float
+        Dimensionless scale of the deviation; 1 for a fallback.
+    per_element : dict
+        Symbol -> factor, for elements that were the site of the largest error in at least
+        ``min_pairs`` frames.
+    spearman : float or None
+        Rank correlation of predicted and observed errors over the usable pairs.
+    n_pairs : int
+        Usable pairs (both errors finite and positive).
+    fallback : bool
+        True when there were fewer than ``min_pairs`` usable pairs: ``factor`` is 1.
+    within_factor_2 : float or None
+        Fraction of usable pairs whose calibrated prediction is within a factor of 2 of the
+        observed error (in-sample).
+    log_spread : float or None
+        Standard deviation of ``log(observed / (factor * predicted))``, dimensionless.
+    min_pairs : int
+        The threshold the fit used.
+    """
+
+    factor: float = 1.0
+    per_element: dict[str, float] = field(default_factory=dict)
+    spearman: float | None = None
+    n_pairs: int = 0
+    fallback: bool = True
+    within_factor_2: float | None = None
+    log_spread: float | None = None
+    min_pairs: int = DEFAULT_MIN_PAIRS
+
+    def factor_for(self, symbol: str | None = None) -> float:
+        """The factor of ``symbol`` when it has its own, else the global one."""
+        return float(self.per_element.get(symbol, self.factor)) if symbol else float(self.factor)
+
+    def predict(self, deviation, symbol: str | None = None):
+        """Calibrated maximum force error (eV/Angstrom) for a max force deviation (eV/Angstrom).
+
+        ``deviation`` may be a float or an array; ``symbol`` picks an element's own factor.
+        """
+        scale = self.factor_for(symbol)
+        if np.ndim(deviation) == 0:
+            return scale * float(deviation)
+        return scale * np.asarray(deviation, dtype=np.float64)
+
+    def window_for(
+        self, target_force_error: float, hi_ratio: float = DEFAULT_HI_RATIO
+    ) -> tuple[float, float]:
+        """The trust window ``(lo, hi)`` on the max force deviation for a target force error.
+
+        Rule: ``lo`` is the deviation whose calibrated error equals the target, using the largest
+        factor of any element (the element the committee is most overconfident about decides),
+        ``lo = target / max(factor, per_element factors)``; ``hi = hi_ratio * lo``. A frame below
+        ``lo`` is then predicted to be within the target; one between ``lo`` and ``hi`` is worth a
+        label; one above is predicted ``hi_ratio`` times worse than the target.
+
+        Parameters
+        ----------
+        target_force_error
+            The acceptable maximum force error of a frame, eV/Angstrom; must be positive.
+        hi_ratio
+            ``hi / lo``, greater than 1.
+
+        Returns
+        -------
+        (lo, hi) in eV/Angstrom.
+
+        Raises
+        ------
+        ValueError
+            For a target error <= 0 (or not finite) or ``hi_ratio <= 1``.
+        """
+        target = float(target_force_error)
+        if not math.isfinite(target) or target <= 0:
+            raise ValueError(
+                f"target_force_error must be a positive force error in eV/Angstrom, got {target_force_error!r}"
+            )
+        if not hi_ratio > 1:
+            raise ValueError(f"hi_ratio must be greater than 1, got {hi_ratio!r}")
+        scale = max([self.factor, *self.per_element.values()])
+        lo = target / scale
+        return lo, hi_ratio * lo
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON-able; ``None`` for what could not be computed)."""
+        return {
+            "factor": float(self.factor),
+            "per_element": {symbol: float(value) for symbol, value in self.per_element.items()},
+            "spearman": self.spearman,
+            "n_pairs": int(self.n_pairs),
+            "fallback": bool(self.fallback),
+            "within_factor_2": self.within_factor_2,
+            "log_spread": self.log_spread,
+            "min_pairs": int(self.min_pairs),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`; unknown keys are errors."""
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
+        values = dict(values)
+        values["per_element"] = dict(values.get("per_element") or {})
+        return cls(**values)
+
+
+def fit_calibration(pairs: CalibrationPairs, min_pairs: int = DEFAULT_MIN_PAIRS) -> Calibration:
+    """Fit ``observed ~ factor * predicted`` in log space (median log ratio), per element where possible.
+
+    Parameters
+    ----------
+    pairs
+        From :func:`calibration_pairs`, on frames the committee was not trained on.
+    min_pairs
+        Least number of usable pairs (both errors finite and positive) for a fit, globally and per
+        element. With fewer, the result is a fallback: ``factor = 1`` and a
+        :class:`CalibrationWarning`; the rank correlation is still reported when it can be computed.
+
+    Returns
+    -------
+    Calibration
+    """
+    if int(min_pairs) < 1:
+        raise ValueError(f"min_pairs must be at least 1, got {min_pairs}")
+    usable = _usable(pairs)
+    predicted, observed = pairs.predicted[usable], pairs.observed[usable]
+    symbols = np.asarray(pairs.symbols, dtype=object)[usable]
+    n_pairs = int(usable.sum())
+    spearman = _spearman(predicted, observed)
+    if n_pairs < min_pairs:
+        warnings.warn(
+            f"only {n_pairs} usable calibration pairs (fewer than {min_pairs}): "
+            "using the uncalibrated deviation (factor 1) and the fixed trust window",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+        return Calibration(spearman=spearman, n_pairs=n_pairs, fallback=True, min_pairs=int(min_pairs))
+    log_factor = _log_factor(predicted, observed)
+    per_element = {}
+    for symbol in sorted(set(symbols)):
+        chosen = symbols == symbol
+        if symbol and chosen.sum() >= min_pairs:
+            per_element[str(symbol)] = math.exp(_log_factor(predicted[chosen], observed[chosen]))
+    calibration = Calibration(factor=math.exp(log_factor), per_element=per_element, min_pairs=int(min_pairs))
+    scales = np.array([calibration.factor_for(symbol) for symbol in symbols])
+    residual = np.log(observed) - np.log(scales * predicted)
+    return Calibration(
+        factor=calibration.factor,
+        per_element=per_element,
+        spearman=spearman,
+        n_pairs=n_pairs,
+        fallback=False,
+        within_factor_2=float(np.mean(np.abs(residual) <= math.log(2.0))),
+        log_spread=float(residual.std()),
+        min_pairs=int(min_pairs),
+    )
+
+
+def plot_reliability(pairs: CalibrationPairs, calibration: Calibration, path: str | Path) -> Path:
+    """Write a reliability diagram (PNG): calibrated predicted vs observed max force error per frame.
+
+    Log-log axes in eV/Angstrom, one colour per element, the diagonal (perfect calibration) and the
+    factor-of-2 band; the title gives the factor, the rank correlation and the number of pairs.
+
+    Returns
+    -------
+    The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    usable = _usable(pairs)
+    symbols = np.asarray(pairs.symbols, dtype=object)[usable]
+    predicted = np.array(
+        [
+            calibration.predict(value, symbol)
+            for value, symbol in zip(pairs.predicted[usable], symbols, strict=True)
+        ]
+    )
+    observed = pairs.observed[usable]
+    figure, axes = plt.subplots(figsize=(4.5, 4.2))
+    for symbol in sorted(set(symbols)) or [""]:
+        chosen = symbols == symbol
+        axes.scatter(predicted[chosen], observed[chosen], s=14, alpha=0.8, label=symbol or "frames")
+    values = np.concatenate([predicted, observed]) if len(predicted) else np.array([1e-2, 1.0])
+    low, high = values.min() / 1.5, values.max() * 1.5
+    line = np.array([low, high])
+    axes.plot(line, line, color="black", linewidth=1, label="observed = predicted")
+    axes.fill_between(line, line / 2, line * 2, color="grey", alpha=0.2, label="within a factor 2")
+    axes.set(
+        xscale="log",
+        yscale="log",
+        xlim=(low, high),
+        ylim=(low, high),
+        xlabel="calibrated max force deviation (eV/Å)",
+        ylabel="observed max force error (eV/Å)",
+    )
+    rho = "n/a" if calibration.spearman is None else f"{calibration.spearman:.2f}"
+    kind = " (fallback)" if calibration.fallback else ""
+    axes.set_title(
+        f"factor {calibration.factor:.2f}{kind}, Spearman {rho}, n={calibration.n_pairs}", fontsize=9
+    )
+    axes.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
