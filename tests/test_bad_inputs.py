@@ -166,6 +166,17 @@ def _submit_al(**kwargs):
     return call
 
 
+def _submit_edited_builder(block, values):
+    def call(files: Files):
+        from aiida.engine import submit
+
+        builder = _al_builder(files)
+        setattr(builder, block, orm.Dict(values))
+        submit(builder)
+
+    return call
+
+
 def _labelling(atoms, calculator="ase.calculators.emt.EMT"):
     def call(files: Files):
         from aiida.engine import submit
@@ -328,7 +339,7 @@ CASES = [
     ),
     Case(
         "trust lo >= hi",
-        r"refused: the trust window needs 0 <= lo < hi .*got lo=0\.5, hi=0\.1 \(settings from --overrides",
+        r"refused: `trust`: the trust window needs lo < hi, got lo=0\.5, hi=0\.1 .*\(settings from --overrides",
         cli=_overrides({"trust": {"lo": 0.5, "hi": 0.1}}),
     ),
     Case(
@@ -338,13 +349,45 @@ CASES = [
     ),
     Case(
         "unknown strategy",
-        r"refused: .*unknown selection strategy",
+        r"refused: `selection\.strategy`: unknown strategy 'nope'",
         cli=_overrides({"selection": {"strategy": "nope"}}),
     ),
     Case(
         "max_iterations 0",
-        r"refused: .*max_iterations",
+        r"refused: `convergence\.max_iterations`: Input should be greater than or equal to 1",
         cli=_overrides({"convergence": {"max_iterations": 0}}),
+    ),
+    Case(
+        "overrides: trsut (CLI)",
+        r"refused: unknown key `trsut`; did you mean `trust`\? \(settings from --overrides",
+        cli=_overrides({"trsut": {"lo": 0.1}}),
+    ),
+    Case(
+        "overrides: trust.low (CLI)",
+        r"refused: unknown key `trust\.low`; did you mean `lo`\?",
+        cli=_overrides({"trust": {"low": 0.1}}),
+    ),
+    Case(
+        "overrides: convergence.max_iteration (CLI)",
+        r"refused: unknown key `convergence\.max_iteration`; did you mean `max_iterations`\?",
+        cli=_overrides({"convergence": {"max_iteration": 3}}),
+    ),
+    Case(
+        "overrides: selection.budgt (CLI)",
+        r"refused: unknown key `selection\.budgt`; did you mean `budget`\?",
+        cli=_overrides({"selection": {"budgt": 3}}),
+    ),
+    Case(
+        "overrides: schedule entry typo (CLI)",
+        r"refused: unknown key `exploration\.schedule\.0\.temprature`; did you mean `temperatures`\?",
+        cli=_overrides({"exploration": {"schedule": [{"temprature": [300]}]}}),
+    ),
+    Case(
+        "overrides: ramp needing a thermostat (CLI)",
+        r"refused: exploration schedule entry 0: .*a temperature ramp needs a thermostat",
+        cli=_overrides(
+            {"exploration": {"md": {"ensemble": "nve"}, "schedule": [{"temperatures": [[300, 600]]}]}}
+        ),
     ),
     Case(
         "cluster file not a mapping",
@@ -353,7 +396,7 @@ CASES = [
     ),
     Case(
         "cluster sets up, then bad overrides",
-        r"refused: the trust window needs .* \(the computer and codes set up from .*cluster\.yaml are kept: "
+        r"refused: `trust`: the trust window needs lo < hi.* \(the computer and codes set up from .*cluster\.yaml are kept: "
         r"mlip-explore@bad-inputs-cluster",
         cli=_cluster_then_bad_overrides,
         new_nodes=5,
@@ -453,6 +496,37 @@ CASES = [
         api=_submit_al(atoms=_silicon()),
     ),
     Case("ActiveLearningWorkChain: unknown protocol", r"unknown protocol 'sloppy'", api=_al_protocol),
+    # ------------------------------------------------------------------ API: settings
+    Case(
+        "API overrides: trsut",
+        r"unknown key `trsut`; did you mean `trust`\?",
+        api=_submit_al(overrides={"trsut": {}}),
+    ),
+    Case(
+        "API overrides: selection.budgt",
+        r"unknown key `selection\.budgt`; did you mean `budget`\?",
+        api=_submit_al(overrides={"selection": {"budgt": 4}}),
+    ),
+    Case(
+        "API overrides: a list",
+        r"the overrides must be a mapping of settings blocks .*got a list",
+        api=_submit_al(overrides=[1]),
+    ),
+    Case(
+        "API overrides: warm_start_parameters typo",
+        r"unknown key `warm_start_parameters\.lrr`; did you mean `lr`\?",
+        api=_submit_al(overrides={"warm_start_parameters": {"lrr": 0.1}}),
+    ),
+    Case(
+        "API overrides: training typo",
+        r"unknown key `training\.hiden`; did you mean `hidden`\?",
+        api=_submit_al(overrides={"training": {"hiden": 8}}),
+    ),
+    Case(
+        "API builder: trust.low set on the builder",
+        r"unknown key `trust\.low`; did you mean `lo`\?",
+        api=_submit_edited_builder("trust", {"lo": 0.1, "hi": 1.0, "low": 0.2}),
+    ),
 ]
 
 
