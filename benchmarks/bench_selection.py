@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from aiida_mlip.selection.maxvol import ActiveSet, ElementActiveSet, greedy_batch, maxvol
+from aiida_mlip.selection.greedy_batch import greedy_batch
+from aiida_mlip.selection.maxvol import ActiveSet, ElementActiveSet, maxvol
 
 ATOMS_PER_FRAME = 32
 BATCH = 50

@@ -64,7 +64,8 @@ class ExploreCalculation(EngineCalculation):
             valid_type=orm.Dict,
             validator=validate_parameters,
             help="MD parameters (aiida_mlip.exploration.parameters.ExploreParameters): ensemble, "
-            "temperature (K), pressure (GPa), steps, timestep (fs), trust window (eV/A), walkers...",
+            "temperature (K), pressure (GPa), steps, timestep (fs), `trust` ({lo, hi} in eV/A), break_threshold, "
+            "walkers...",
         )
         spec.input(
             "training_set",
@@ -78,7 +79,8 @@ class ExploreCalculation(EngineCalculation):
             "candidates",
             valid_type=StructureSetData,
             required=False,
-            help="Frames in the trust window (and past the break threshold), with their scores.",
+            help="The selection pool, with scores: frames in the trust window and those above it that did not "
+            "explode (up to the breaking frame), for the selection's top-up.",
         )
         spec.output(
             "frames",

@@ -41,9 +41,9 @@ import numpy as np
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+from aiida_mlip.engine.io import EXIT_BAD_INPUT, EXIT_OK, read_frames
 from aiida_mlip.potentials.frames import Frames
 
-EXIT_BAD_INPUT = 2
 EXIT_ALL_FAILED = 3
 ALLOWED_PROPERTIES = ("energy", "forces", "stress")
 
@@ -218,13 +218,6 @@ def label_frames(frames: Frames, settings: dict, log=print):
     return labelled, indices, failures
 
 
-def read_frames(path: pathlib.Path) -> Frames:
-    """Read unlabelled configurations from an HDF5 or extended XYZ file."""
-    if path.suffix in (".xyz", ".extxyz"):
-        return Frames.read_extxyz(path, require_labels=False)
-    return Frames.read_hdf5(path)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="aiida-mlip-label", description="Label configurations with an ASE calculator."
@@ -258,7 +251,7 @@ def main(argv=None) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"labelled {len(indices)} of {len(frames)} frames, {len(failures)} failed", flush=True)
-    return EXIT_ALL_FAILED if not indices else 0
+    return EXIT_ALL_FAILED if not indices else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - :mod:`.deviation`: committee force / energy / virial deviation (DP-GEN's model deviation).
 - :mod:`.trust`: the trust window, accurate / candidate / failed.
-- :mod:`.maxvol`: MaxVol active sets, extrapolation grade, greedy D-optimal batches.
+- :mod:`.maxvol`: MaxVol active sets, extrapolation grade.
+- :mod:`.greedy_batch`: greedy D-optimal batches.
 - :mod:`.leverage`: Mahalanobis distance and leverage against the training set.
 - :mod:`.farthest_point`: farthest-point sampling.
 - :mod:`.duplicates`: near-duplicate removal.
@@ -20,7 +21,8 @@ from .deviation import (
     relative_force_deviation,
     virial_deviation,
 )
-from .maxvol import ActiveSet, RankDeficientWarning, extrapolation_grade, greedy_batch, maxvol
+from .greedy_batch import greedy_batch
+from .maxvol import ActiveSet, RankDeficientWarning, extrapolation_grade, maxvol
 from .pool import SelectionPool, SelectionResult
 from .strategies import STRATEGIES
 from .trust import TrustWindow, classify, count_classes

@@ -57,14 +57,23 @@ class SelectionOutcome:
 
 
 def pool_scores(
-    images: Sequence, scores: Mapping[str, np.ndarray] | None, calculator=None
+    images: Sequence,
+    scores: Mapping[str, np.ndarray] | None,
+    calculator=None,
+    skip: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-frame scores; ``max_force_deviation`` (eV/Angstrom) computed with ``calculator`` where missing (NaN)."""
+    """Per-frame scores; ``max_force_deviation`` (eV/Angstrom) computed with ``calculator`` where missing (NaN).
+
+    Frames in ``skip`` (e.g. unphysical ones) are not evaluated and keep NaN.
+    """
     arrays = {name: np.asarray(values, dtype=np.float64) for name, values in (scores or {}).items()}
     deviation = arrays.get("max_force_deviation")
     if calculator is not None and (deviation is None or np.isnan(deviation).any()):
         deviation = np.full(len(images), np.nan) if deviation is None else deviation.copy()
-        for index in np.flatnonzero(np.isnan(deviation)):
+        missing = np.isnan(deviation)
+        if skip is not None:
+            missing &= ~np.asarray(skip, dtype=bool)
+        for index in np.flatnonzero(missing):
             atoms = images[index].copy()
             atoms.calc = calculator
             atoms.get_forces()
@@ -137,14 +146,18 @@ def select_batch(
         raise ValueError("a training set needs the committee calculator (features of the same potential)")
     options: dict[str, Any] = settings.strategy_options()
     function = STRATEGIES[settings.strategy]
-    pool_kwargs = {}
-    if calculator is not None:
-        features, numbers, row_frame = stack_features(calculator, images, settings.features)
-        pool_kwargs = {"features": features, "numbers": numbers, "row_frame": row_frame}
     unphysical = unphysical_frames(images, settings.min_distance)
+    pool_kwargs = {}
+    sound = np.flatnonzero(~unphysical)
+    if calculator is not None and len(sound):
+        # an unphysical frame may break the calculator: it gets no feature rows (it is excluded anyway)
+        features, numbers, row_frame = stack_features(
+            calculator, [images[i] for i in sound], settings.features
+        )
+        pool_kwargs = {"features": features, "numbers": numbers, "row_frame": sound[row_frame]}
     pool = SelectionPool(
         n_frames=len(images),
-        scores=pool_scores(images, scores, calculator),
+        scores=pool_scores(images, scores, calculator, skip=unphysical),
         exclude=unphysical,
         **pool_kwargs,
     )

@@ -47,8 +47,9 @@ from aiida_mlip.settings import suggest
 
 from .duplicates import DuplicateFilter
 from .farthest_point import farthest_point_sampling
+from .greedy_batch import greedy_batch
 from .leverage import LeverageModel
-from .maxvol import ActiveSet, greedy_batch
+from .maxvol import ActiveSet
 from .pool import SelectionPool, SelectionResult
 from .trust import CANDIDATE, TrustWindow
 

@@ -52,12 +52,14 @@ def test_explore_then_select(engine_code, tiny_potential, start, aluminium_datas
     builder.pool = candidates
     builder.potential = tiny_potential
     builder.training_set = aluminium_dataset
-    builder.parameters = orm.Dict({"strategy": "hybrid", "budget": 3, "lo": 0.0, "hi": 50.0})
+    builder.parameters = orm.Dict({"strategy": "hybrid", "budget": 3, "trust": {"lo": 0.0, "hi": 50.0}})
     selected, select_node = run_get_node(builder)
     assert select_node.is_finished_ok, select_node.exit_message
-    assert 1 <= selected["selected"].n_frames <= 3
     picks = selected["selection"].get_dict()
+    assert selected["selected"].n_frames == min(3, picks["info"]["eligible"]) >= 1
     assert len(picks["selected"]) == selected["selected"].n_frames
+    assert sum(picks["info"]["origin"].values()) == len(picks["selected"])
+    assert picks["trust"]["lo"] == 0.0 and picks["trust"]["hi"] == 50.0
 
 
 @pytest.mark.parametrize(
@@ -81,7 +83,11 @@ def test_unknown_elements_are_refused(engine_code, tiny_potential):
 
 def test_bad_selection_parameters_are_refused(engine_code, tiny_potential, start):
     builder = SelectCalculation.get_builder()
-    with pytest.raises(ValueError, match="unknown selection strategy"):
+    with pytest.raises(ValueError, match="`selection.strategy`: unknown strategy 'best'"):
         builder.parameters = orm.Dict({"strategy": "best", "budget": 2})
-    with pytest.raises(ValueError, match="lo < hi"):
-        builder.parameters = orm.Dict({"budget": 2, "lo": 0.5, "hi": 0.1})
+    with pytest.raises(ValueError, match=r"`selection.trust`: the trust window needs lo < hi"):
+        builder.parameters = orm.Dict({"budget": 2, "trust": {"lo": 0.5, "hi": 0.1}})
+    with pytest.raises(ValueError, match=r"`selection.budget`: Input should be greater than or equal to 1"):
+        builder.parameters = orm.Dict({"budget": 0})
+    with pytest.raises(ValueError, match=r"unknown key `selection.lo`"):
+        builder.parameters = orm.Dict({"budget": 2, "lo": 0.1})

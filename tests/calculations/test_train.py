@@ -56,9 +56,9 @@ def test_nan_learning_rate_gives_exit_code_and_checkpoint(builder, tiny_training
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"lr": -1.0}, "lr must be a positive number"),
-        ({"committee_size": 0}, "committee_size"),
-        ({"learning_rat": 0.1}, "unknown training configuration keys"),
+        ({"lr": -1.0}, r"`training.lr`: Input should be greater than 0"),
+        ({"committee_size": 0}, r"`training.committee_size`: Input should be greater than or equal to 1"),
+        ({"learning_rat": 0.1}, r"unknown key `training.learning_rat`"),
     ],
 )
 def test_bad_parameters_are_refused_at_submission(builder, parameters, message):

@@ -122,3 +122,27 @@ def test_cuda_without_a_gpu_exits_5_before_training(tmp_path, dataset):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["status"] == "device_unavailable" and metrics["device"] == "cuda"
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_warm_start_knows_the_new_frames_from_the_parent_file(tmp_path, dataset):
+    (tmp_path / "first").mkdir()
+    first = _run(tmp_path / "first", dataset / "dataset.h5", SMALL)
+    assert first.returncode == 0, first.stderr
+    parent = tmp_path / "first" / "out" / "model.safetensors"
+    from aiida_mlip.potentials.model_file import read_model_metadata
+
+    assert len(read_model_metadata(parent)["training_frames"]) == 12  # train + validation frames
+    grown = Frames.concatenate(
+        [Frames.read_hdf5(dataset / "dataset.h5"), Frames.from_atoms(md_frames(1200, 6, seed=22, interval=3))]
+    )
+    grown.write_hdf5(tmp_path / "grown.h5")
+    warm = _run(tmp_path, tmp_path / "grown.h5", SMALL + "min_epochs: 2\n", "--init", str(parent))
+    assert warm.returncode == 0, warm.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["status"] in ("ok", "no_improvement")
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] >= 1
+    new = metrics["new_frames"]
+    assert new["n"] == 6 and new["identified_by"] == "training_frames recorded in the parent's model file"
+    assert new["n_valid"] >= 1  # the stratified split validates on new frames too
+    assert new["forces_before"] > 0 and new["forces_after"] > 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -70,6 +70,15 @@ def test_ramp_to_2000K_finds_candidates_then_breaks(calculator, tmp_path):
         f"(target {walker.checks[-1].target_temperature:.0f} K): {walker.detail}"
     )
     assert len(walker.candidates) > 0
+    # the pool holds the window and the frames above hi that did not explode (for the top-up),
+    # the breaking frame included; accurate frames are not in it
+    in_pool = [check for _, check in walker.candidates]
+    assert {check.frame_class for check in in_pool} == {"candidate", "failed"}
+    assert len(in_pool) == counts["candidate"] + counts["failed"]
+    assert all(
+        check.max_force_deviation >= WINDOW["trust"].hi for check in in_pool if check.frame_class == "failed"
+    )
+    assert in_pool[-1] is walker.checks[-1]
     assert walker.stop_reason == "break_threshold"
     assert walker.steps_done < parameters.steps
     assert walker.checks[-1].max_force_deviation >= parameters.break_threshold

@@ -38,6 +38,23 @@ def test_train_nan_loss_keeps_checkpoint(recorded_calculation, aluminium_dataset
     assert list(results["learning_curve"].get_array("epoch")) == [1.0, 2.0]
 
 
+def test_train_no_improvement_still_outputs_the_trained_potential(
+    recorded_calculation, aluminium_dataset, tiny_model_file
+):
+    metrics = {
+        "status": "no_improvement",
+        "epochs_run": 10,
+        "best_epoch": 4,
+        "new_frames": {"n": 8, "forces_before": 0.21, "forces_after": 0.1},
+    }
+    files = {"metrics.json": json.dumps(metrics), "model.safetensors": tiny_model_file.read_bytes()}
+    node = recorded_calculation("mlip.train", {"dataset": aluminium_dataset}, files)
+    results, calcfunction = parse(TrainParser, node)
+    assert calcfunction.exit_status == 0
+    assert results["potential"].training_set_uuid == aluminium_dataset.uuid
+    assert results["metrics"]["status"] == "no_improvement" and results["metrics"]["epochs_run"] == 10
+
+
 def test_train_diverged_interrupted_missing_and_bad_input(
     recorded_calculation, aluminium_dataset, tiny_model_file
 ):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from aiida_mlip.selection.greedy_batch import greedy_batch
 from aiida_mlip.selection.maxvol import (
     ActiveSet,
     RankDeficientWarning,
     extrapolation_grade,
-    greedy_batch,
     maxvol,
 )
 

@@ -76,7 +76,8 @@ def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
     ("overrides", "message"),
     [
         ({"trust": {"lo": 0.5, "hi": 0.1}}, "lo < hi"),
-        ({"selection": {"strategy": "nope", "budget": 2}}, "unknown strategy 'nope'"),
+        ({"selection": {"strategy": "nope", "budget": 2}}, "`selection.strategy`: unknown strategy 'nope'"),
+        ({"selection": {"budget": 0}}, "`selection.budget`: Input should be greater than or equal to 1"),
         (
             {"exploration": {"md": {}, "schedule": [{"temperatures": [-10]}]}},
             "temperature must be non-negative",
