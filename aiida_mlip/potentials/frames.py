@@ -228,9 +228,12 @@ class Frames:
             if partial.any() or np.isinf(self.stress).any():
                 frame = int(np.argmax(partial | np.isinf(self.stress).any(axis=1)))
                 raise ValueError(f"stress of frame {frame} contains NaN or infinite values")
-        for index in range(n_frames):
-            periodic = self.cells[index][self.pbc[index]]
-            if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-6) < len(periodic):
+        if n_frames and self.pbc.any():
+            # the periodic cell vectors must be linearly independent (one batched SVD for all frames)
+            ranks = np.linalg.matrix_rank(self.cells * self.pbc[:, :, None], tol=1e-6)
+            degenerate = np.flatnonzero(ranks < self.pbc.sum(axis=1))
+            if len(degenerate):
+                index = int(degenerate[0])
                 raise ValueError(
                     f"cell of frame {index} is degenerate along its periodic directions "
                     f"(pbc {self.pbc[index].tolist()}, cell {self.cells[index].tolist()})"
