@@ -298,6 +298,9 @@ def _load_parent(
     model = init if isinstance(init, CommitteePotential) else load_committee(init)
     if parent_frames is not None:
         return model, set(parent_frames), "parent_frames given by the caller"
+    carried = getattr(init, "training_frames", None)
+    if carried is not None:
+        return model, set(carried), "training_frames carried by the parent committee object"
     if not isinstance(init, CommitteePotential):
         recorded = read_model_metadata(init).get("training_frames")
         if recorded is not None:
@@ -493,7 +496,8 @@ def train_committee(
         CSV file with the learning curve, rewritten after every epoch.
     parent_frames
         Fingerprints (:func:`frame_fingerprints`) of the frames ``init`` was trained on; by default
-        read from the ``training_frames`` metadata of ``init``'s model file.
+        the ``training_frames`` attribute of an ``init`` committee returned by this function, or the
+        ``training_frames`` metadata of ``init``'s model file.
 
     Returns
     -------
@@ -547,12 +551,13 @@ def train_committee(
         }
     if curve_path is not None:
         write_learning_curve(trainer.history, curve_path)
+    model.training_frames = frame_fingerprints(all_frames)  # a later warm start from this object reads it
     return TrainResult(
         model=model,
         metrics=metrics,
         history=trainer.history,
         status=status,
-        training_frames=frame_fingerprints(all_frames),
+        training_frames=model.training_frames,
     )
 
 

@@ -144,6 +144,21 @@ def test_warm_start_never_drops_the_new_labels(cold_frames):
     )
     assert changed
 
+    # the committee object carries its training frames: a warm start from it knows the new ones
+    assert warm.model.training_frames == warm.training_frames
+    assert len(warm.training_frames) == len(dataset) + 8  # trained and validated on
+    again = train_committee(
+        Frames.concatenate([dataset, new.subset([0])]),
+        {**config, "max_epochs": 1, "min_epochs": 1},
+        init=parent.model,
+        log=None,
+    )
+    assert again.metrics["new_frames"]["n"] == 9  # the parent object knew only the old frames
+    assert (
+        again.metrics["new_frames"]["identified_by"]
+        == "training_frames carried by the parent committee object"
+    )
+
     # without a given validation set the split is stratified: the new frames are in it
     groups = frame_groups(dataset, np.arange(len(dataset)) >= len(old))
     train, valid = stratified_split(dataset, 0.1, np.random.default_rng(0), groups)
