@@ -10,6 +10,8 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     trust: {lo, hi, source} (eV/A: the window this iteration explored and selected with, and
     where it came from: ``fixed`` or ``calibration of iteration N for target T eV/A``),
     training_status ("ok", or "no_improvement" when the warm start could not beat its parent),
+    training_epochs, new_frames (from the training metrics: the force RMSE on the frames new to
+    the parent, before and after a warm start),
     retrained_from_scratch (bool: the no_improvement answer), calibration: {factor, spearman,
     n_pairs, fallback} (the previous committee's uncertainty against this iteration's new labels,
     see aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,

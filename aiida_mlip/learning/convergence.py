@@ -181,8 +181,7 @@ def decide(
             True,
             True,
             CONVERGED,
-            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})"
-            + rmse_text,
+            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})" + rmse_text,
         )
     iteration = int(record.get("iteration") or len(history) + 1)
     waiting = met and streak < settings.patience

@@ -350,7 +350,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             rmse_energy=valid.get("energy_per_atom"),
             rmse_forces=valid.get("forces"),
             n_train_frames=self.ctx.dataset.n_frames,
+            training_epochs=metrics.get("epochs"),
         )
+        if "new_frames" in metrics:
+            self.ctx.record["new_frames"] = metrics["new_frames"]
         self._event(
             "train",
             status=status,

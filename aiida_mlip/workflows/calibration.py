@@ -65,20 +65,21 @@ def trust_window_from(
 
     None when the calibration is a fallback (too few pairs) or when the window would start at or
     above the walkers' ``break_threshold`` (no frame could be accurate); the caller then keeps the
-    fixed window. The message says what was chosen, for the report.
+    window in use (the fixed one until a calibration sets another). The message says what was
+    chosen, for the report.
     """
     from aiida_mlip.learning.calibration import Calibration
 
     fit = Calibration.from_dict(calibration["fit"])
     if fit.fallback:
         return None, (
-            f"only {fit.n_pairs} calibration pair(s) (fewer than {fit.min_pairs}): keeping the fixed trust window"
+            f"only {fit.n_pairs} calibration pair(s) (fewer than {fit.min_pairs}): keeping the trust window in use"
         )
     lo, hi = fit.window_for(target_force_error)
     if break_threshold is not None and lo >= break_threshold:
         return None, (
             f"the window for target {target_force_error:g} eV/A would start at {lo:.3f} eV/A, above the break "
-            f"threshold {break_threshold:g} eV/A: keeping the fixed trust window"
+            f"threshold {break_threshold:g} eV/A: keeping the trust window in use"
         )
     return (lo, hi), (
         f"trust window lo={lo:.3f}, hi={hi:.3f} eV/A for target force error {target_force_error:g} eV/A "
