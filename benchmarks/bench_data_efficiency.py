@@ -70,14 +70,14 @@ SETTINGS = {
         "n_radial": 5,
         "l_max": 2,
         "hidden": 16,
-        "max_epochs": 30,
-        "patience": 10,
+        "max_epochs": 25,
+        "patience": 8,
         "batch_size": 4,
         "lr": 0.01,
         "valid_fraction": 0.15,
     },
     "warm_start": True,
-    "warm_start_parameters": {"lr": 0.003, "max_epochs": 20},
+    "warm_start_parameters": {"lr": 0.003, "max_epochs": 15},
 }
 
 
@@ -266,7 +266,9 @@ def verdict(runs: list[dict]) -> list[str]:
             for label in ranked
         )
         line = f"- {system}: final test force RMSE (meV/A), best first: {text}."
-        if "random" in finals and best != "random":
+        if "random" in finals and best != "random" and min(len(finals["random"]), len(finals[best])) < 2:
+            line += " One seed: no spread to compare with."
+        elif "random" in finals and best != "random":
             gap = np.mean(finals["random"]) - np.mean(finals[best])
             spread = _mean_spread(finals["random"])[1] + _mean_spread(finals[best])[1]
             line += (
@@ -278,7 +280,9 @@ def verdict(runs: list[dict]) -> list[str]:
     return lines
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def plot(runs: list[dict], path: Path, legend: str = "strategy") -> None:
+    """Learning curves (test force RMSE against labels used, mean and std over seeds), one panel per system,
+    one curve per ``run["label"]``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,8 +291,8 @@ def plot(runs: list[dict], path: Path) -> None:
     systems = sorted({run["system"] for run in runs})
     figure, axes = plt.subplots(1, len(systems), figsize=(4.5 * len(systems), 3.8), squeeze=False)
     for axis, system in zip(axes[0], systems, strict=True):
-        for strategy in dict.fromkeys(run["strategy"] for run in runs if run["system"] == system):
-            members = [r for r in runs if r["system"] == system and r["strategy"] == strategy]
+        for label in dict.fromkeys(run["label"] for run in runs if run["system"] == system):
+            members = [r for r in runs if r["system"] == system and r["label"] == label]
             if not members:
                 continue
             n_points = min(len(r["rmse"]) for r in members)
@@ -300,13 +304,23 @@ def plot(runs: list[dict], path: Path) -> None:
                 yerr=values.std(0, ddof=1) if len(members) > 1 else None,
                 marker="o",
                 capsize=3,
-                label=strategy,
+                label=label,
             )
         axis.set(title=f"EMT {system}", xlabel="labels used", ylabel="test force RMSE (meV/Å)")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, title=legend, title_fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def progress(run: dict, name: str) -> None:
+    """One line per run: test force RMSE per iteration and labels per iteration."""
+    errors = " ".join(f"{1000 * value:.0f}" for value in run["rmse"])
+    print(
+        f"{run['system']:5s} {name:14s} seed {run['seed']}: RMSE meV/A {errors}, "
+        f"labelled {run['labelled']} in {run['seconds']:.0f} s",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -341,12 +355,7 @@ def main() -> None:
                 run = run_one(system, strategy, seed, tests, SETTINGS, args.iterations)
                 run["label"] = strategy
                 runs.append(run)
-                print(
-                    f"{system:5s} {strategy:14s} seed {seed}: RMSE meV/A "
-                    + " ".join(f"{1000 * v:.0f}" for v in run["rmse"])
-                    + f", labelled {run['labelled']} in {run['seconds']:.0f} s",
-                    flush=True,
-                )
+                progress(run, strategy)
     window_runs, extra_runs = [], []
     if not args.no_windows:
         tests = test_sets("Al")
@@ -364,12 +373,7 @@ def main() -> None:
                 run["label"] = f"{lo:g}-{hi:g}"
                 window_runs.append(run)
                 extra_runs.append(run)
-                print(
-                    f"Al    hybrid window {lo:g}-{hi:g} seed {seed}: RMSE meV/A "
-                    + " ".join(f"{1000 * v:.0f}" for v in run["rmse"])
-                    + f", labelled {run['labelled']} in {run['seconds']:.0f} s",
-                    flush=True,
-                )
+                progress(run, f"hybrid window {lo:g}-{hi:g}")
     elapsed = time.perf_counter() - start
 
     text = [
@@ -402,6 +406,8 @@ def main() -> None:
     (output / "data_efficiency.md").write_text(report)
     (output / "data_efficiency.json").write_text(json.dumps(runs + extra_runs, indent=1, default=float))
     plot(runs, output / "data_efficiency.png")
+    if window_runs:
+        plot(window_runs, output / "data_efficiency_windows.png", legend="hybrid, window (eV/A)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ convergence check), submitted to a running daemon, at a budget of ``n`` labels. 
 cheap so that what is measured is the platform: 8-atom EMT aluminium cells, enough walkers for a
 pool of more than ``n`` frames (40 checked frames each; up to 10 walkers per exploration job, one
 job per temperature, at 300, 310, 320... K), a trust window that makes every frame a candidate,
-the default ``hybrid`` selection, EMT labels in jobs of ``max_structures_per_job`` (20) frames, one
+``random`` selection, EMT labels in jobs of ``max_structures_per_job`` (20) frames, one
 training epoch of a tiny committee. The initial dataset and committee are given as inputs, so no
 initial labelling or training runs.
 
@@ -32,15 +32,23 @@ import json
 import os
 import secrets
 import shutil
-import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-POSTGRES = ("127.0.0.1", 5432)
-RABBITMQ = ("127.0.0.1", 5672)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.conftest
+from tests.conftest import (  # noqa: E402  (the test suite's service addresses and database helpers)
+    POSTGRES,
+    RABBITMQ,
+    _create_postgres_database,
+    _drop_postgres_database,
+    _reachable,
+    postgres_storage_config,
+)
+
 KINDS = ("sqlite+zeromq", "psql+rabbitmq")
 CHECKS_PER_WALKER = 40
 WALKERS_PER_JOB = 10
@@ -57,18 +65,10 @@ TRAINING = {
 }
 
 
-def _reachable(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def temporary_profile(kind: str):
     """A fresh AiiDA configuration with one loaded profile of ``kind``; everything removed afterwards."""
-    from aiida.manage.configuration import create_profile, get_config, load_profile
+    from aiida.manage.configuration import create_profile, get_config, load_profile, reset_config
     from aiida.manage.configuration.settings import AiiDAConfigDir
 
     directory = Path(tempfile.mkdtemp(prefix="aiida-mlip-orchestration-"))
@@ -78,29 +78,12 @@ def temporary_profile(kind: str):
     database = None
     name = f"bench-{kind.split('+')[0]}-{secrets.token_hex(4)}"
     try:
+        reset_config()  # forget the configuration of an earlier profile of this process
         config = get_config(create=True)
         if kind == "psql+rabbitmq":
-            import psycopg
-
             database = f"aiida_mlip_bench_{secrets.token_hex(6)}"
-            with psycopg.connect(
-                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(
-                    f"CREATE DATABASE \"{database}\" OWNER postgres ENCODING 'UTF8' TEMPLATE template0"
-                )
-            storage = (
-                "core.psql_dos",
-                {
-                    "database_engine": "postgresql_psycopg",
-                    "database_hostname": POSTGRES[0],
-                    "database_port": POSTGRES[1],
-                    "database_username": "postgres",
-                    "database_password": "",
-                    "database_name": database,
-                    "repository_uri": f"file://{directory / 'repository'}",
-                },
-            )
+            _create_postgres_database(database)
+            storage = ("core.psql_dos", postgres_storage_config(database, directory / "repository"))
             broker = (
                 "core.rabbitmq",
                 {
@@ -142,13 +125,9 @@ def temporary_profile(kind: str):
 
             get_manager().unload_profile()
         if database is not None:
-            import psycopg
-
-            with psycopg.connect(
-                host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            _drop_postgres_database(database)
         shutil.rmtree(directory, ignore_errors=True)
+        reset_config()
         if previous is None:
             os.environ.pop("AIIDA_PATH", None)
         else:
@@ -208,7 +187,7 @@ def one_iteration(n_labels: int, frames, model_path: Path, timeout: float) -> di
             "schedule": [{"temperatures": [300.0 + 10.0 * job for job in range(jobs)]}],
         },
         "trust": {"lo": 0.0, "hi": 50.0},
-        "selection": {"strategy": "hybrid", "budget": n_labels},
+        "selection": {"strategy": "random", "budget": n_labels},
         "convergence": {"max_iterations": 1, "accurate_fraction": 1.0},
         "training": TRAINING,
         "warm_start": False,
@@ -290,7 +269,7 @@ def main() -> None:
         "",
         "Command: `python benchmarks/bench_orchestration.py --labels "
         + " ".join(map(str, args.labels))
-        + "`; one daemon worker; 8-atom EMT Al, hybrid selection, EMT labels in jobs of 20 frames, one training epoch.",
+        + "`; one daemon worker; 8-atom EMT Al, random selection, EMT labels in jobs of 20 frames, one training epoch.",
         "",
         "| profile | labels | walkers (jobs) | frames explored | wall (s) | nodes | s per label | explore / select / label / train (s) | exit |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",

@@ -79,6 +79,19 @@ def _drop_postgres_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def postgres_storage_config(database: str, repository) -> dict:
+    """``core.psql_dos`` storage settings for ``database`` on 127.0.0.1 (user postgres, trust) and a file repository."""
+    return {
+        "database_engine": "postgresql_psycopg",
+        "database_hostname": POSTGRES[0],
+        "database_port": POSTGRES[1],
+        "database_username": "postgres",
+        "database_password": "",
+        "database_name": database,
+        "repository_uri": f"file://{repository}",
+    }
+
+
 def _patient_daemon(config, profile) -> None:
     """Give daemon commands a minute: on 2 busy cores, stopping workers takes longer than the default 2 s."""
     config.set_option("daemon.timeout", 60, scope=profile.name)
@@ -93,20 +106,11 @@ def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
         database = f"aiida_mlip_test_{secrets.token_hex(6)}"
         _create_postgres_database(database)
         repository = tmp_path_factory.mktemp("repository")
-        storage_config = {
-            "database_engine": "postgresql_psycopg",
-            "database_hostname": POSTGRES[0],
-            "database_port": POSTGRES[1],
-            "database_username": "postgres",
-            "database_password": "",
-            "database_name": database,
-            "repository_uri": f"file://{repository}",
-        }
         try:
             with aiida_profile_factory(
                 aiida_config,
                 storage_backend="core.psql_dos",
-                storage_config=storage_config,
+                storage_config=postgres_storage_config(database, repository),
                 broker_backend="core.rabbitmq",
             ) as profile:
                 _patient_daemon(aiida_config, profile)

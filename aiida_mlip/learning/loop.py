@@ -45,7 +45,7 @@ from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.potentials.calculator import CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
-from aiida_mlip.potentials.train import evaluate_frames, train_committee
+from aiida_mlip.potentials.train import TrainConfig, evaluate_frames, train_committee
 from aiida_mlip.selection.batch import select_batch
 from aiida_mlip.selection.settings import SelectionSettings
 from aiida_mlip.selection.trust import CLASS_NAMES, TrustWindow
@@ -98,10 +98,18 @@ class LoopSettings:
         if unknown:
             key = sorted(unknown)[0]
             raise SettingsError(f"unknown key `exploration.{key}`{suggest(key, ['md', 'schedule'])}")
+        if exploration.get("watch_gamma"):
+            raise SettingsError(
+                "`exploration.watch_gamma`: the AiiDA-free loop watches the committee deviation only"
+            )
         schedule = [dict(entry) for entry in exploration.get("schedule") or [{"temperatures": [300.0]}]]
         for number, entry in enumerate(schedule):
             if not entry.get("temperatures"):
                 raise SettingsError(f"exploration schedule entry {number} has no temperatures")
+        training = dict(values.get("training") or {})
+        warm_start_parameters = dict(values.get("warm_start_parameters") or {})
+        TrainConfig.from_mapping(training, where="training")
+        TrainConfig.from_mapping({**training, **warm_start_parameters}, where="warm_start_parameters")
         settings = cls(
             initial=InitialSettings.from_mapping(values.get("initial")),
             md=dict(exploration.get("md") or {}),
@@ -109,24 +117,33 @@ class LoopSettings:
             trust=TrustWindow.from_mapping(values.get("trust")),
             selection=SelectionSettings.from_mapping(values.get("selection")),
             convergence=ConvergenceSettings.from_mapping(values.get("convergence")),
-            training=dict(values.get("training") or {}),
+            training=training,
             warm_start=bool(values.get("warm_start", True)),
-            warm_start_parameters=dict(values.get("warm_start_parameters") or {}),
+            warm_start_parameters=warm_start_parameters,
         )
-        for iteration in range(len(schedule)):  # every exploration job's parameters, before anything runs
-            for index, temperature in enumerate(schedule[iteration]["temperatures"]):
-                settings.explore_parameters(iteration + 1, index, temperature, settings.trust, seed=0)
+        for iteration in range(
+            1, len(schedule) + 1
+        ):  # every exploration job's parameters, before anything runs
+            settings.exploration_jobs(iteration, settings.trust, seed=0)
         return settings
 
-    def explore_parameters(
-        self, iteration: int, index: int, temperature, window: TrustWindow, seed: int
-    ) -> ExploreParameters:
-        """The MD parameters of exploration job ``index`` (one temperature, K) of ``iteration`` (from 1)."""
+    def exploration_jobs(self, iteration: int, window: TrustWindow, seed: int) -> list[ExploreParameters]:
+        """The MD parameters of each exploration job of ``iteration`` (from 1): one per temperature (K)
+        and pressure (GPa) of its schedule entry, as the work chain runs one job per pair."""
         entry = self.schedule[min(iteration - 1, len(self.schedule) - 1)]
-        values = {**self.md, **{key: value for key, value in entry.items() if key != "temperatures"}}
-        values.update(temperature=temperature, trust=window.to_dict())
-        values["seed"] = int(values.get("seed", 0)) + 1000 * seed + 100 * iteration + 10 * index
-        return ExploreParameters.from_mapping(values)
+        base = {
+            **self.md,
+            **{key: value for key, value in entry.items() if key not in ("temperatures", "pressures")},
+        }
+        pairs = [(t, p) for t in entry["temperatures"] for p in entry.get("pressures") or [None]]
+        jobs = []
+        for index, (temperature, pressure) in enumerate(pairs):
+            values = {**base, "temperature": temperature, "trust": window.to_dict()}
+            if pressure is not None:
+                values["pressure"] = pressure
+            values["seed"] = int(base.get("seed", 0)) + 1000 * seed + 100 * iteration + 10 * index
+            jobs.append(ExploreParameters.from_mapping(values, where="exploration.md"))
+        return jobs
 
 
 def _labeller_settings(labeller) -> dict:
@@ -277,10 +294,8 @@ def run_active_learning(
         record["trust"] = {"lo": window.lo, "hi": window.hi, "source": source}
         calculator = CommitteeCalculator(model, device=device, spread_every=1)
 
-        entry = settings.schedule[min(iteration - 1, len(settings.schedule) - 1)]
         walkers = []
-        for index, temperature in enumerate(entry["temperatures"]):
-            parameters = settings.explore_parameters(iteration, index, temperature, window, seed)
+        for parameters in settings.exploration_jobs(iteration, window, seed):
             walkers += explore(structures, calculator, parameters, log=None).walkers
         pool = [(atoms, check) for walker in walkers for atoms, check in walker.candidates]
         counts = {name: sum(walker.counts[name] for walker in walkers) for name in CLASS_NAMES}

@@ -99,6 +99,28 @@ def test_two_iterations_record_where_labels_came_from():
     assert len(lines) == 3 and lines[0].startswith("iteration 0: 6 labelled")
 
 
+def test_a_target_force_error_sets_the_next_window_from_the_calibration():
+    settings = {
+        **TINY,
+        "exploration": {
+            # walkers go on past hi, so that the pool has more than 10 frames
+            "md": {"steps": 100, "timestep": 2.0, "check_interval": 5, "walkers": 2, "break_threshold": 5.0},
+            "schedule": [{"temperatures": [300]}, {"temperatures": [600]}],
+        },
+        "trust": {"lo": 0.02, "hi": 0.3, "target_force_error": 0.1},
+        "selection": {"strategy": "random", "budget": 10},
+    }
+    first, second = run_active_learning([aluminium()], EMT, settings, seed=0, log=None)[1:]
+    assert first["trust"]["source"] == "fixed"
+    calibration = first["calibration"]
+    assert calibration["n_pairs"] == first["n_labelled"] == 10
+    assert not calibration["fallback"]
+    factor = max([calibration["factor"], *calibration["per_element"].values()])
+    assert second["trust"]["lo"] == pytest.approx(0.1 / factor)
+    assert second["trust"]["hi"] == pytest.approx(5 * 0.1 / factor)
+    assert second["trust"]["source"] == "calibration of iteration 1 for target 0.1 eV/A"
+
+
 def test_the_seed_changes_the_run_but_not_the_initial_set():
     settings = {**TINY, "convergence": {"max_iterations": 1}}
     first = run_active_learning([aluminium()], EMT, settings, strategy="random", seed=0, log=None)
@@ -117,11 +139,35 @@ def test_the_seed_changes_the_run_but_not_the_initial_set():
         ({"exploration": {"md": {"steps": 10}, "shedule": []}}, "unknown key `exploration.shedule`"),
         ({"exploration": {"schedule": [{"temperatures": []}]}}, "schedule entry 0 has no temperatures"),
         ({"exploration": {"md": {"stepz": 10}}}, "stepz"),
+        ({"exploration": {"watch_gamma": True}}, "watches the committee deviation only"),
+        ({"training": {"hiden": 8}}, "unknown key `training.hiden`; did you mean `hidden`?"),
+        ({"warm_start_parameters": {"lr": -1.0}}, "warm_start_parameters.lr"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(settings, message):
     with pytest.raises((SettingsError, ValueError), match=message.replace("?", r"\?")):
         LoopSettings.from_mapping(settings)
+
+
+def test_one_exploration_job_per_temperature_and_pressure():
+    settings = LoopSettings.from_mapping(
+        {
+            "exploration": {
+                "md": {"ensemble": "npt", "steps": 10},
+                "schedule": [{"temperatures": [300, [600, 900]], "pressures": [0.0, 1.0]}],
+            }
+        }
+    )
+    window = settings.trust
+    jobs = settings.exploration_jobs(3, window, seed=2)  # past the schedule's end: its last entry
+    assert [(job.temperature, job.pressure) for job in jobs] == [
+        ((300.0, 300.0), (0.0, 0.0)),
+        ((300.0, 300.0), (1.0, 1.0)),
+        ((600.0, 900.0), (0.0, 0.0)),
+        ((600.0, 900.0), (1.0, 1.0)),
+    ]
+    assert len({job.seed for job in jobs}) == 4
+    assert all(job.trust == window for job in jobs)
 
 
 def test_a_labeller_must_be_a_calculator_class_or_mapping():
