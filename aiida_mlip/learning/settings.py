@@ -159,8 +159,13 @@ class ActiveLearningSettings(Settings):
             if not entry.temperatures:
                 raise SettingsError(f"exploration schedule entry {number} has no temperatures")
             parameters = explore_parameters(md, _given(entry), trust)
+            # one job per temperature and pressure, as the work chain and the AiiDA-free loop run them
             for temperature in entry.temperatures:
-                try:
-                    ExploreParameters.from_mapping(dict(parameters, temperature=temperature))
-                except SettingsError as exception:
-                    raise SettingsError(f"exploration schedule entry {number}: {exception}") from None
+                for pressure in entry.pressures or [None]:
+                    job = dict(parameters, temperature=temperature)
+                    if pressure is not None:
+                        job["pressure"] = pressure
+                    try:
+                        ExploreParameters.from_mapping(job)
+                    except SettingsError as exception:
+                        raise SettingsError(f"exploration schedule entry {number}: {exception}") from None

@@ -41,11 +41,16 @@ TYPOS = [
         {"exploration": {"schedule": [{"temperatures": [300]}, {"temperatures": [-10]}]}},
         "exploration schedule entry 1: .*temperature must be non-negative",
     ),
+    (
+        {"exploration": {"schedule": [{"temperatures": [300], "pressures": [1.0]}]}},
+        "exploration schedule entry 0: .*pressure is only used by ensemble npt",
+    ),
 ]
 
 
 @pytest.mark.parametrize("protocol", ["fast", "balanced", "precise"])
 def test_every_protocol_is_valid_settings(protocol):
+    """The shipped protocols pass the schema."""
     inputs = ActiveLearningWorkChain.get_protocol_inputs(protocol)
     settings = ActiveLearningSettings.from_mapping(inputs)
     assert settings.trust.lo < settings.trust.hi and settings.selection.budget >= 1
@@ -93,3 +98,14 @@ def test_the_work_chain_validator_uses_the_same_model(engine_code, block, values
     with pytest.raises(ValueError, match=message.replace("?", r"\?")):
         run_get_node(builder)
     assert orm.QueryBuilder().append(orm.Node).count() == before
+
+
+def test_npt_schedule_with_pressures_is_accepted():
+    overrides = {
+        "exploration": {
+            "md": {"ensemble": "npt"},
+            "schedule": [{"temperatures": [300], "pressures": [0.0, 2.0]}],
+        }
+    }
+    inputs = ActiveLearningWorkChain.get_protocol_inputs("fast", overrides)
+    assert ActiveLearningSettings.from_mapping(inputs).exploration.schedule[0].pressures == [0.0, 2.0]
