@@ -9,9 +9,7 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    OMP_NUM_THREADS=1 \
-    OMPI_ALLOW_RUN_AS_ROOT=1 \
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    OMP_NUM_THREADS=1
 
 # pw.x (+ mpirun for calculations with withmpi=True) and the UPF files in /usr/share/espresso/pseudo
 RUN apt-get update \
@@ -29,5 +27,15 @@ RUN pip install . && aiida-mlip-train --help >/dev/null && command -v pw.x
 
 COPY docker/entrypoint.sh /usr/local/bin/aiida-mlip-entrypoint
 RUN chmod 755 /usr/local/bin/aiida-mlip-entrypoint
+
+# Everything from here runs as an unprivileged user (mpirun needs no root override). The AiiDA
+# config dir and the file repository exist, owned by it, so that the named volumes mounted there
+# start with that owner and mode 700.
+RUN useradd --create-home --uid 1000 --shell /bin/bash aiida \
+    && mkdir -p /home/aiida/.aiida /srv/aiida/repository \
+    && chown -R aiida:aiida /home/aiida/.aiida /srv/aiida \
+    && chmod 700 /home/aiida/.aiida /srv/aiida/repository
+USER aiida
+WORKDIR /home/aiida
 
 ENTRYPOINT ["/usr/local/bin/aiida-mlip-entrypoint"]

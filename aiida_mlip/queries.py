@@ -2,9 +2,12 @@
 
 The graph that the work chains leave is::
 
-    LabelCalculation / PwCalculation --> label DatasetData --\\
-                                                   merge_datasets --> DatasetData vN --> TrainCalculation --> PotentialData
-                                 DatasetData vN-1 --/                                  (parent_potential: warm start)
+    LabelCalculation / PwCalculation --> label set (DatasetData) --> merge_datasets --> iteration's label set --\\
+                                                                            merge_datasets --> DatasetData vN --> TrainCalculation --> PotentialData
+                                                      DatasetData vN-1 --(link label `dataset`)--/    (parent_potential: warm start)
+
+Dataset versions are the chain of ``dataset`` links (v1 is the initial set or the first labels);
+everything else merged in is a label set, a labelling result rather than a version.
 
 These functions walk it through AiiDA's links only (no attributes that a user could edit), so they
 give the same answer on an imported archive as on the profile where the run happened.
@@ -25,29 +28,58 @@ __all__ = ("Lineage", "potential_lineage", "potentials_from", "dataset_versions"
 
 @dataclasses.dataclass
 class Lineage:
-    """What taught a potential: its training runs, dataset versions and labelling calculations."""
+    """What taught a potential.
+
+    Attributes
+    ----------
+    training_runs
+        The training calculations, the potential's own and those of its warm-start parents.
+    datasets
+        The dataset versions the training runs read and the versions before them along the merge
+        chain (the ``dataset`` input of each ``merge_datasets``), oldest first.
+    label_sets
+        The labelling results merged into those versions: each labelling job's labels and the
+        per-iteration set that joins them. They are not versions.
+    labelling_calculations
+        The calculations that computed the labels (``LabelCalculation``, ``PwCalculation``).
+    merges
+        The ``merge_datasets`` calls.
+    """
 
     potential: PotentialData
     training_runs: list[orm.CalcJobNode]
     datasets: list[DatasetData]
     labelling_calculations: list[orm.ProcessNode]
     merges: list[orm.CalcFunctionNode]
+    label_sets: list[DatasetData] = dataclasses.field(default_factory=list)
 
     def as_table(self) -> list[tuple[str, int, str, str]]:
         """Rows ``(kind, pk, label, ctime)`` oldest first, for printing."""
-        rows = [
-            ("training", n.pk, n.process_label or "", n.ctime.isoformat(timespec="seconds"))
-            for n in self.training_runs
-        ]
-        rows += [
-            ("dataset", n.pk, f"v{n.version} ({n.n_frames} frames)", n.ctime.isoformat(timespec="seconds"))
-            for n in self.datasets
-        ]
-        rows += [
-            ("labelling", n.pk, n.process_label or "", n.ctime.isoformat(timespec="seconds"))
-            for n in self.labelling_calculations
-        ]
-        return sorted(rows, key=lambda row: row[3])
+
+        def created(node):
+            return node.ctime.isoformat(timespec="seconds")
+
+        rows = [("training", n.pk, n.process_label or "", created(n)) for n in self.training_runs]
+        rows += [("dataset", n.pk, f"v{n.version} ({n.n_frames} frames)", created(n)) for n in self.datasets]
+        rows += [("labels", n.pk, _label_set_origin(n), created(n)) for n in self.label_sets]
+        rows += [("labelling", n.pk, n.process_label or "", created(n)) for n in self.labelling_calculations]
+        return sorted(rows, key=lambda row: (row[3], row[1]))
+
+    def summary(self) -> str:
+        """One line: how many training runs, dataset versions, label sets and labelling calculations."""
+        versions = sorted(dataset.version for dataset in self.datasets)
+        span = f" (v{versions[0]}-v{versions[-1]})" if len(versions) > 1 else ""
+        return (
+            f"{len(self.training_runs)} training run(s), {len(self.datasets)} dataset version(s){span}, "
+            f"{len(self.label_sets)} label set(s) from {len(self.labelling_calculations)} "
+            "labelling calculation(s)"
+        )
+
+
+def _label_set_origin(dataset: DatasetData) -> str:
+    creator = dataset.creator
+    origin = "" if creator is None else f" from {creator.process_label or 'process'} <{creator.pk}>"
+    return f"{dataset.n_frames} frames{origin}"
 
 
 def _incoming(node: orm.Node, link_type=None) -> list[orm.Node]:
@@ -57,25 +89,33 @@ def _incoming(node: orm.Node, link_type=None) -> list[orm.Node]:
 
 def _label_sources(
     dataset: DatasetData,
-) -> tuple[list[orm.ProcessNode], list[DatasetData], list[orm.ProcessNode]]:
-    """Walk back from ``dataset`` through merges: (labelling calculations, datasets, merges)."""
+) -> tuple[list[orm.ProcessNode], list[DatasetData], list[DatasetData], list[orm.ProcessNode]]:
+    """Walk back from ``dataset`` through merges.
+
+    Returns (labelling calculations, versions, label sets, merges). A version's ``merge_datasets``
+    input ``dataset`` is the previous version; its other inputs, and everything merged into them,
+    are label sets.
+    """
     from aiida.common.links import LinkType
 
     calculations: dict[int, orm.ProcessNode] = {}
-    datasets: dict[int, DatasetData] = {}
+    versions: dict[int, DatasetData] = {}
+    label_sets: dict[int, DatasetData] = {}
     merges: dict[int, orm.ProcessNode] = {}
-    stack = [dataset]
+    stack: list[tuple[DatasetData, bool]] = [(dataset, True)]
     while stack:
-        node = stack.pop()
-        if node.pk in datasets:
+        node, is_version = stack.pop()
+        if node.pk in versions or node.pk in label_sets:
             continue
-        datasets[node.pk] = node
+        (versions if is_version else label_sets)[node.pk] = node
         creator = node.creator
         if creator is None:
             continue
         if creator.process_label == "merge_datasets":
             merges[creator.pk] = creator
-            stack.extend(n for n in _incoming(creator, LinkType.INPUT_CALC) if isinstance(n, DatasetData))
+            for triple in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all():
+                if isinstance(triple.node, DatasetData):
+                    stack.append((triple.node, is_version and triple.link_label == "dataset"))
         elif isinstance(creator, orm.CalcJobNode):
             calculations[creator.pk] = creator
         else:
@@ -84,17 +124,23 @@ def _label_sources(
             jobs = [parent for parent in parents if isinstance(parent, orm.CalcJobNode)]
             for job in jobs or [creator]:
                 calculations[job.pk] = job
-    return list(calculations.values()), list(datasets.values()), list(merges.values())
+    return (
+        list(calculations.values()),
+        list(versions.values()),
+        list(label_sets.values()),
+        list(merges.values()),
+    )
 
 
 def potential_lineage(potential: PotentialData) -> Lineage:
-    """Return every training run, dataset version and labelling calculation behind ``potential``.
+    """Return every training run, dataset version, label set and labelling calculation behind ``potential``.
 
-    Warm starts are followed: the lineage of the parent potential is part of the lineage.
+    Warm starts are followed: the lineage of the parent potential is part of the lineage. Dataset
+    versions are counted along the merge chain only; the labels merged into them are label sets.
     """
     from aiida.common.links import LinkType
 
-    training, datasets, calculations, merges = {}, {}, {}, {}
+    training, datasets, label_sets, calculations, merges = {}, {}, {}, {}, {}
     stack = [potential]
     seen = set()
     while stack:
@@ -108,9 +154,10 @@ def potential_lineage(potential: PotentialData) -> Lineage:
         training[run.pk] = run
         for node in _incoming(run, LinkType.INPUT_CALC):
             if isinstance(node, DatasetData):
-                found_calculations, found_datasets, found_merges = _label_sources(node)
+                found_calculations, found_versions, found_sets, found_merges = _label_sources(node)
                 calculations.update((n.pk, n) for n in found_calculations)
-                datasets.update((n.pk, n) for n in found_datasets)
+                datasets.update((n.pk, n) for n in found_versions)
+                label_sets.update((n.pk, n) for n in found_sets)
                 merges.update((n.pk, n) for n in found_merges)
             elif isinstance(node, PotentialData):
                 stack.append(node)
@@ -118,12 +165,14 @@ def potential_lineage(potential: PotentialData) -> Lineage:
     def ordered(values: Iterable) -> list:
         return sorted(values, key=lambda node: (node.ctime, node.pk))
 
+    label_sets = {pk: node for pk, node in label_sets.items() if pk not in datasets}
     return Lineage(
         potential,
         ordered(training.values()),
         ordered(datasets.values()),
         ordered(calculations.values()),
         ordered(merges.values()),
+        ordered(label_sets.values()),
     )
 
 

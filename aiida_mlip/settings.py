@@ -11,6 +11,7 @@ No AiiDA import: the engine executables on compute nodes use these models too.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -43,14 +44,19 @@ def _field_names(model: type[pydantic.BaseModel], loc: tuple) -> list[str]:
     """The field names of the (nested) model at ``loc``, for typo suggestions."""
     current: Any = model
     for part in loc:
+        if isinstance(part, int):  # an index into a list of blocks (``exploration.schedule.0``)
+            continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             break
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-            current = annotation
-        else:
+        models = [
+            candidate
+            for candidate in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel)
+        ]
+        if not models:
             break
+        current = models[0]
     return list(getattr(current, "model_fields", {}))
 
 

@@ -12,8 +12,11 @@
 #    stopped, its log on standard output. With arguments: runs them instead, e.g.
 #    `docker compose run --rm aiida verdi status`.
 #
-# Settings come from the environment (docker-compose.yml sets them; the defaults are below). The
-# broker variables are AiiDA's own AIIDA_BROKER_* names, which `verdi profile setup` also reads.
+# Settings come from the environment (docker-compose.yml sets them from .env; the defaults are
+# below). The broker variables are AiiDA's own AIIDA_BROKER_* names, which `verdi profile setup` also
+# reads. The two passwords have no default: the entrypoint stops (exit 2) when one is empty or is an
+# example password (.env.example, or the old defaults aiida/guest), before it contacts any service,
+# unless AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS=1.
 set -euo pipefail
 
 : "${AIIDA_MLIP_PROFILE:=aiida-mlip}"
@@ -24,14 +27,14 @@ set -euo pipefail
 : "${AIIDA_MLIP_DB_HOST:=postgres}"
 : "${AIIDA_MLIP_DB_PORT:=5432}"
 : "${AIIDA_MLIP_DB_USER:=aiida}"
-: "${AIIDA_MLIP_DB_PASSWORD:=aiida}"
+: "${AIIDA_MLIP_DB_PASSWORD:=}"
 : "${AIIDA_MLIP_DB_NAME:=aiida}"
 : "${AIIDA_MLIP_REPOSITORY:=/srv/aiida/repository}"
 : "${AIIDA_BROKER_PROTOCOL:=amqp}"
 : "${AIIDA_BROKER_HOST:=rabbitmq}"
 : "${AIIDA_BROKER_PORT:=5672}"
 : "${AIIDA_BROKER_USERNAME:=aiida}"
-: "${AIIDA_BROKER_PASSWORD:=aiida}"
+: "${AIIDA_BROKER_PASSWORD:=}"
 : "${AIIDA_BROKER_VIRTUAL_HOST:=}"
 : "${AIIDA_MLIP_PSEUDO_FOLDER:=/usr/share/espresso/pseudo}"
 : "${AIIDA_MLIP_PSEUDO_ELEMENTS:=Si}"
@@ -39,6 +42,7 @@ set -euo pipefail
 : "${AIIDA_MLIP_PSEUDO_FAMILY:=debian/pbe}"
 : "${AIIDA_MLIP_DAEMON_WORKERS:=2}"
 : "${AIIDA_MLIP_WAIT_SECONDS:=120}"
+: "${AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS:=0}"
 export AIIDA_BROKER_PROTOCOL AIIDA_BROKER_HOST AIIDA_BROKER_PORT AIIDA_BROKER_USERNAME \
     AIIDA_BROKER_PASSWORD AIIDA_BROKER_VIRTUAL_HOST
 
@@ -56,6 +60,28 @@ wait_for() {  # wait_for NAME HOST PORT: until HOST:PORT accepts a TCP connectio
     done
     log "${name} answers at ${host}:${port}"
 }
+
+# The passwords of .env.example and the defaults of earlier versions: never in production.
+EXAMPLE_PASSWORDS=(change-me-database change-me-broker aiida guest)
+
+refuse_example_password() {  # refuse_example_password VARIABLE: exit 2 for an empty or example value
+    local name=$1 value=${!1} example
+    if [[ -z "${value}" ]]; then
+        log "${name} is not set: put a password in .env (see .env.example)"
+        exit 2
+    fi
+    [[ "${AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS}" == 1 ]] && return 0
+    for example in "${EXAMPLE_PASSWORDS[@]}"; do
+        if [[ "${value}" == "${example}" ]]; then
+            log "${name} is the example password '${example}': choose your own in .env (or set" \
+                "AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS=1 for a throwaway test)"
+            exit 2
+        fi
+    done
+}
+
+refuse_example_password AIIDA_MLIP_DB_PASSWORD
+refuse_example_password AIIDA_BROKER_PASSWORD
 
 wait_for PostgreSQL "${AIIDA_MLIP_DB_HOST}" "${AIIDA_MLIP_DB_PORT}"
 wait_for RabbitMQ "${AIIDA_BROKER_HOST}" "${AIIDA_BROKER_PORT}"

@@ -40,9 +40,44 @@ ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 TEN_HOURS_MS = 10 * 3600 * 1000
 
 
+ENV_EXAMPLE = ROOT / ".env.example"
+PORTS_OVERRIDE = ROOT / "docker-compose.ports.yml"
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _interpolate(value, variables: dict[str, str]):
+    """Compose's ``${VAR:-default}``, ``${VAR:?error}`` and ``$$``, over nested mappings and lists."""
+    if isinstance(value, dict):
+        return {key: _interpolate(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match):
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        if variables.get(name):
+            return variables[name]
+        if operator == ":?":
+            raise KeyError(f"{name}: {argument}")
+        return argument or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", substitute, value).replace("$$", "$")
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict:
+def compose_raw() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose(compose_raw) -> dict:
+    """docker-compose.yml as compose resolves it with a copy of .env.example as .env."""
+    return _interpolate(compose_raw, _env_file(ENV_EXAMPLE))
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +169,80 @@ def test_aiida_environment_matches_postgres_and_rabbitmq(compose, aiida_env):
 
 def test_aiida_keeps_config_and_repository_on_volumes(compose, aiida_env):
     targets = [volume.split(":")[1] for volume in compose["services"]["aiida"]["volumes"]]
-    assert "/root/.aiida" in targets
+    assert "/home/aiida/.aiida" in targets
     repository = Path(aiida_env["AIIDA_MLIP_REPOSITORY"])
     assert any(repository == Path(target) or Path(target) in repository.parents for target in targets)
+
+
+def test_no_published_ports_by_default_and_loopback_only_when_opted_in(compose_raw):
+    for name, service in compose_raw["services"].items():
+        assert "ports" not in service and "network_mode" not in service, name
+    override = yaml.safe_load(PORTS_OVERRIDE.read_text())
+    assert set(override["services"]) == {"postgres", "rabbitmq"}
+    for service in override["services"].values():
+        for port in service["ports"]:
+            assert port.startswith("127.0.0.1:"), port
+    readme = (ROOT / "README.md").read_text()
+    assert "docker-compose.ports.yml" in readme and ".env.example" in readme
+
+
+def test_credentials_come_from_dotenv_and_are_required(compose_raw):
+    with pytest.raises(KeyError, match="AIIDA_MLIP_DB_PASSWORD: set AIIDA_MLIP_DB_PASSWORD in .env"):
+        _interpolate(compose_raw, {})
+    secrets_in_file = re.findall(r"(?:PASSWORD|_PASS):\s*(\S+)", COMPOSE.read_text())
+    assert secrets_in_file and all(value.startswith("${") for value in secrets_in_file), secrets_in_file
+    assert ".env" in (ROOT / ".gitignore").read_text().split() or "/.env" in (ROOT / ".gitignore").read_text()
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def _run_entrypoint(**variables) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("AIIDA_")}
+    environment.update(
+        AIIDA_MLIP_DB_HOST="127.0.0.1", AIIDA_MLIP_DB_PORT="1", AIIDA_MLIP_WAIT_SECONDS="0", **variables
+    )
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), "true"], capture_output=True, text=True, env=environment, timeout=60
+    )
+
+
+@pytest.mark.parametrize("variable", ["AIIDA_MLIP_DB_PASSWORD", "AIIDA_BROKER_PASSWORD"])
+def test_entrypoint_refuses_example_and_empty_passwords(variable):
+    example = _env_file(ENV_EXAMPLE)
+    good = {"AIIDA_MLIP_DB_PASSWORD": "s3cret-db", "AIIDA_BROKER_PASSWORD": "s3cret-mq"}
+    for password in (
+        example["AIIDA_MLIP_DB_PASSWORD"],
+        example["AIIDA_MLIP_BROKER_PASSWORD"],
+        "aiida",
+        "guest",
+    ):
+        result = _run_entrypoint(**dict(good, **{variable: password}))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"{variable} is the example password '{password}'" in result.stdout
+        assert "answers at" not in result.stdout and "did not answer" not in result.stdout
+    result = _run_entrypoint(**dict(good, **{variable: ""}))
+    assert result.returncode == 2 and f"{variable} is not set" in result.stdout
+    # told otherwise: it goes on to wait for PostgreSQL (nothing listens on port 1)
+    allowed = _run_entrypoint(**dict(good, **{variable: "aiida"}), AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS="1")
+    assert allowed.returncode == 1 and "PostgreSQL at 127.0.0.1:1 did not answer" in allowed.stdout
+
+
+def test_image_runs_as_an_unprivileged_user():
+    instructions = _dockerfile_instructions()
+    users = [
+        (index, arguments)
+        for index, (instruction, arguments) in enumerate(instructions)
+        if instruction == "USER"
+    ]
+    assert users, "the Dockerfile has no USER: the image would run as root"
+    last_index, user = users[-1]
+    assert user.split(":")[0] not in ("root", "0")
+    entrypoint_index = next(
+        i for i, (instruction, _) in enumerate(instructions) if instruction == "ENTRYPOINT"
+    )
+    assert last_index < entrypoint_index
+    created = " ".join(arguments for instruction, arguments in instructions if instruction == "RUN")
+    assert re.search(rf"useradd\b.*\b{re.escape(user)}\b", created)
+    assert "OMPI_ALLOW_RUN_AS_ROOT" not in (ROOT / "Dockerfile").read_text()
 
 
 def test_entrypoint_exists_parses_and_reads_the_compose_variables(aiida_env):
@@ -236,6 +342,7 @@ def test_entrypoint_sets_up_a_profile_and_runs_the_daemon(tmp_path):
         AIIDA_BROKER_PORT=str(RABBITMQ[1]),
         AIIDA_BROKER_USERNAME="guest",
         AIIDA_BROKER_PASSWORD="guest",
+        AIIDA_MLIP_ALLOW_EXAMPLE_PASSWORDS="1",  # the local RabbitMQ's guest account
         AIIDA_MLIP_DAEMON_WORKERS="1",
         AIIDA_MLIP_WAIT_SECONDS="10",
     )

@@ -7,9 +7,9 @@ from aiida import orm
 from aiida_mlip.calculations.base import EngineCalculation
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.structures import StructureSetData
-from aiida_mlip.engine.label import validate_labeller
+from aiida_mlip.engine.label import check_elements, overlap_message, validate_labeller
 
-__all__ = ("LabelCalculation",)
+__all__ = ("LabelCalculation", "validate_ase_labelling")
 
 
 def validate_labeller_input(value, _):
@@ -20,6 +20,31 @@ def validate_labeller_input(value, _):
         validate_labeller(value.get_dict())
     except ValueError as exception:
         return f"invalid labeller: {exception}"
+    return None
+
+
+def validate_ase_labelling(structures: StructureSetData, labeller: orm.Dict) -> str | None:
+    """Pre-checks of an ASE labeller on its structures, on the submitting machine.
+
+    Overlapping atoms are refused with the minimum distance the ``pw`` labeller uses, and the
+    calculator must label one isolated atom of every element of the structures (see
+    :func:`aiida_mlip.engine.label.check_elements`), so that e.g. EMT with Si is a submission error.
+    """
+    from aiida_mlip.workflows.pw_labels import min_interatomic_distance
+
+    settings = labeller.get_dict()
+    try:
+        calculator = validate_labeller(settings)["calculator"]
+        check_elements(settings, structures.elements or [])
+    except ValueError as exception:
+        return f"invalid labeller: {exception}"
+    return overlap_message(structures.get_atoms(), min_interatomic_distance(), calculator)
+
+
+def validate_inputs(inputs, _):
+    """The labeller must be able to label the structures (overlaps, elements)."""
+    if "structures" in inputs and "labeller" in inputs and inputs["structures"].n_frames:
+        return validate_ase_labelling(inputs["structures"], inputs["labeller"])
     return None
 
 
@@ -58,6 +83,7 @@ class LabelCalculation(EngineCalculation):
             "arguments) and `properties` (energy, forces and optionally stress).",
         )
         spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.label"
+        spec.inputs.validator = validate_inputs
         spec.output(
             "labelled",
             valid_type=DatasetData,

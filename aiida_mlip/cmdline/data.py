@@ -5,11 +5,15 @@ from __future__ import annotations
 import pathlib
 
 import click
-from aiida.cmdline.groups import VerdiCommandGroup
-from aiida.cmdline.params import arguments
+from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import echo
 
+from aiida_mlip.cmdline.errors import MlipCommandGroup
 from aiida_mlip.cmdline.root import cmd_root
+
+#: The node arguments refuse a pk of another type with one line naming it.
+POTENTIAL = arguments.DATUM("potential", type=types.DataParamType(sub_classes=("aiida.data:mlip.potential",)))
+DATASET = arguments.DATUM("dataset", type=types.DataParamType(sub_classes=("aiida.data:mlip.dataset",)))
 
 
 def _table(rows, headers):
@@ -18,7 +22,7 @@ def _table(rows, headers):
     return tabulate(rows, headers=headers)
 
 
-@click.group("potential", cls=VerdiCommandGroup)
+@click.group("potential", cls=MlipCommandGroup)
 def cmd_potential():
     """Inspect and export committee potentials (PotentialData)."""
 
@@ -58,7 +62,7 @@ def potential_list(element, limit):
 
 
 @cmd_potential.command("show")
-@arguments.DATUM("potential")
+@POTENTIAL
 def potential_show(potential):
     """Show a potential's attributes and the metrics of the training that made it."""
     attributes = potential.base.attributes.all
@@ -78,7 +82,7 @@ def potential_show(potential):
 
 
 @cmd_potential.command("export")
-@arguments.DATUM("potential")
+@POTENTIAL
 @click.argument("path", type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option("--overwrite", is_flag=True)
 def potential_export(potential, path, overwrite):
@@ -86,11 +90,11 @@ def potential_export(potential, path, overwrite):
     try:
         potential.export(path, overwrite=overwrite)
     except FileExistsError as exception:
-        echo.echo_critical(str(exception))
+        raise click.BadParameter(f"{exception}", param_hint="PATH") from None
     echo.echo_success(f"potential <{potential.pk}> written to {path} (sha256 {potential.sha256[:12]}...)")
 
 
-@click.group("dataset", cls=VerdiCommandGroup)
+@click.group("dataset", cls=MlipCommandGroup)
 def cmd_dataset():
     """Inspect and export labelled datasets (DatasetData)."""
 
@@ -119,14 +123,18 @@ def dataset_list(limit):
 
 
 @cmd_dataset.command("export")
-@arguments.DATUM("dataset")
+@DATASET
 @click.argument("path", type=click.Path(dir_okay=False, path_type=pathlib.Path))
 def dataset_export(dataset, path):
     """Write the frames and labels: extxyz (.xyz/.extxyz) or the exact HDF5 file (.h5)."""
     if path.suffix in (".h5", ".hdf5"):
         dataset.export_hdf5(path)
-    else:
+    elif path.suffix in (".xyz", ".extxyz"):
         dataset.export_extxyz(path)
+    else:
+        raise click.BadParameter(
+            f"{path}: unknown format {path.suffix!r}; use .extxyz/.xyz or .h5/.hdf5", param_hint="PATH"
+        )
     echo.echo_success(f"dataset <{dataset.pk}> ({dataset.n_frames} frames) written to {path}")
 
 

@@ -6,7 +6,7 @@ import json
 import pathlib
 
 import click
-from aiida.cmdline.params import arguments
+from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import echo
 
 from aiida_mlip.cmdline.root import cmd_root
@@ -15,23 +15,68 @@ from aiida_mlip.cmdline.root import cmd_root
 def _read_structures(sources):
     """StructureData pks or files any ASE reader understands, as ASE Atoms."""
     from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
     from ase.io import read
 
     images = []
     for source in sources:
         if source.isdigit():
-            node = orm.load_node(int(source))
+            try:
+                node = orm.load_node(int(source))
+            except (NotExistent, MultipleObjectsError):
+                raise click.BadParameter(f"no node with pk {source}", param_hint="STRUCTURES") from None
             if not isinstance(node, orm.StructureData):
-                raise click.BadParameter(f"node <{source}> is a {type(node).__name__}, not a StructureData")
+                raise click.BadParameter(
+                    f"node <{source}> is a {type(node).__name__}, not a StructureData",
+                    param_hint="STRUCTURES",
+                )
             images.append(node.get_ase())
         elif pathlib.Path(source).is_file():
             try:
-                images.extend(read(source, index=":"))
-            except Exception as exception:
-                raise click.BadParameter(f"cannot read structures from {source}: {exception}") from None
+                found = read(source, index=":")
+            except Exception as exception:  # ASE's readers raise anything from AssertionError to KeyError
+                reason = " ".join(str(exception).split()) or (
+                    f"not a valid {pathlib.Path(source).suffix.lstrip('.').upper() or 'structure'} file "
+                    f"(ASE's reader raised {type(exception).__name__})"
+                )
+                raise click.BadParameter(
+                    f"cannot read structures from {source}: {reason}", param_hint="STRUCTURES"
+                ) from None
+            if not found:
+                raise click.BadParameter(f"{source} holds no structure", param_hint="STRUCTURES")
+            images.extend(found)
         else:
-            raise click.BadParameter(f"{source} is neither a StructureData pk nor a file")
+            raise click.BadParameter(
+                f"{source} is neither a StructureData pk nor a file", param_hint="STRUCTURES"
+            )
     return images
+
+
+def _read_overrides(path: str | None) -> dict | None:
+    """The ``--overrides`` YAML file as a mapping (``None`` without a file or for an empty one)."""
+    import yaml
+
+    if not path:
+        return None
+    try:
+        values = yaml.safe_load(pathlib.Path(path).read_text())
+    except yaml.YAMLError as exception:
+        mark = getattr(exception, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exception, "problem", None) or " ".join(str(exception).split())
+        raise click.BadParameter(
+            f"{path} is not valid YAML: {problem}{where}", param_hint="--overrides"
+        ) from None
+    if values is not None and not isinstance(values, dict):
+        kind = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+            type(values), type(values).__name__
+        )
+        raise click.BadParameter(
+            f"{path} holds a YAML {kind}, not a mapping of settings blocks "
+            "(e.g. `trust: {lo: 0.1, hi: 1.0}`)",
+            param_hint="--overrides",
+        )
+    return values
 
 
 def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict:
@@ -40,14 +85,44 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
         return {"ase": {"calculator": "ase.calculators.emt.EMT"}}
     if spec.startswith("ase:"):
         path, _, kwargs = spec[4:].partition(":")
-        return {"ase": {"calculator": path, "kwargs": json.loads(kwargs) if kwargs else {}}}
+        try:
+            kwargs = json.loads(kwargs) if kwargs else {}
+        except json.JSONDecodeError as exception:
+            raise click.BadParameter(
+                f"the keyword arguments after {path!r} are not valid JSON: {exception.msg} "
+                f"at column {exception.colno} of {spec[5 + len(path) :]!r}",
+                param_hint="--labeller",
+            ) from None
+        if not isinstance(kwargs, dict):
+            raise click.BadParameter(
+                f"the keyword arguments after {path!r} must be a JSON object, got {type(kwargs).__name__}",
+                param_hint="--labeller",
+            )
+        return {"ase": {"calculator": path, "kwargs": kwargs}}
     if spec == "pw":
         from aiida import orm
+        from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+        from aiida_mlip.workflows.pw_labels import load_pseudo_family
 
         if not pseudo_family or not pw_code:
-            raise click.BadParameter("--labeller pw needs --pw-code and --pseudo-family")
-        return {"pw": {"code": orm.load_code(pw_code), "pseudo_family": pseudo_family}}
-    raise click.BadParameter(f"unknown labeller {spec!r}: use emt, ase:module.Class or pw")
+            raise click.UsageError("--labeller pw needs --pw-code and --pseudo-family")
+        try:
+            code = orm.load_code(pw_code)
+        except (NotExistent, MultipleObjectsError, ValueError) as exception:
+            raise click.BadParameter(
+                f"no code {pw_code!r}: {' '.join(str(exception).split())} (register pw.x with "
+                "`aiida-mlip setup pw`; `verdi code list` shows the codes)",
+                param_hint="--pw-code",
+            ) from None
+        try:
+            load_pseudo_family(pseudo_family)
+        except ValueError as exception:
+            raise click.BadParameter(str(exception), param_hint="--pseudo-family") from None
+        return {"pw": {"code": code, "pseudo_family": pseudo_family}}
+    raise click.BadParameter(
+        f"unknown labeller {spec!r}: use emt, ase:module.Class or pw", param_hint="--labeller"
+    )
 
 
 @cmd_root.command("launch")
@@ -73,15 +148,15 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
 )
 def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, daemon):
     """Start active learning from structure files or StructureData pks."""
-    import yaml
     from aiida.engine import submit
 
+    from aiida_mlip.cmdline.errors import debugging, one_line, validation_message
     from aiida_mlip.foreground import run_get_node
     from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
     images = _read_structures(structures)
-    override = yaml.safe_load(pathlib.Path(overrides).read_text()) if overrides else None
-    codes, options = None, None
+    override = _read_overrides(overrides)
+    codes, options, kept = None, None, ""
     if cluster:
         from aiida_mlip.clusters import ClusterConfigError, load_cluster_config, setup_cluster, step_options
 
@@ -89,10 +164,14 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
             config = load_cluster_config(cluster)
             codes = setup_cluster(config, log=lambda *_: None)
         except ClusterConfigError as exception:
-            echo.echo_critical(str(exception))
+            raise click.BadParameter(str(exception), param_hint="--cluster") from None
         options = step_options(config)
+        labels = ", ".join(sorted(code.full_label for code in codes.values()))
+        kept = f" (the computer and codes set up from {cluster} are kept: {labels})"
         if labeller == "pw" and not pw_code and "quantumespresso.pw" in codes:
             pw_code = codes["quantumespresso.pw"].full_label
+    source = f" (settings from --overrides {overrides})" if overrides else ""
+    builder = None
     try:
         builder = ActiveLearningWorkChain.get_builder_from_protocol(
             images,
@@ -102,15 +181,21 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
             overrides=override,
             options=options,
         )
+        # the inputs are validated (and refused) when the process is made, before anything runs
+        node = submit(builder) if daemon else run_get_node(builder)[1]
+    except click.ClickException as exception:
+        exception.message += kept
+        raise
     except ValueError as exception:
-        echo.echo_critical(str(exception))
+        message = one_line(exception) if builder is None else validation_message(exception)
+        if debugging() or message is None:
+            raise
+        echo.echo_critical(f"refused: {message}{source}{kept}")
     if daemon:
-        node = submit(builder)
         echo.echo_success(
             f"submitted ActiveLearningWorkChain<{node.pk}>; follow it with: aiida-mlip watch {node.pk}"
         )
         return
-    _, node = run_get_node(builder)
     _print_status(node)
     if not node.is_finished_ok:
         raise SystemExit(1)
@@ -193,9 +278,9 @@ def cmd_watch(run, interval):
 
 
 @cmd_root.command("lineage")
-@arguments.DATUM("potential")
+@arguments.DATUM("potential", type=types.DataParamType(sub_classes=("aiida.data:mlip.potential",)))
 def cmd_lineage(potential):
-    """Every training run, dataset version and labelling calculation behind a potential."""
+    """Every training run, dataset version, label set and labelling calculation behind a potential."""
     from tabulate import tabulate
 
     from aiida_mlip.data.potential import PotentialData
@@ -205,7 +290,4 @@ def cmd_lineage(potential):
         echo.echo_critical(f"node <{potential.pk}> is not a PotentialData")
     lineage = potential_lineage(potential)
     echo.echo(tabulate(lineage.as_table(), headers=["kind", "PK", "what", "created"]))
-    echo.echo(
-        f"\n{len(lineage.training_runs)} training run(s), {len(lineage.datasets)} dataset version(s), "
-        f"{len(lineage.labelling_calculations)} labelling calculation(s)"
-    )
+    echo.echo(f"\n{lineage.summary()}")

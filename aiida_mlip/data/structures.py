@@ -52,11 +52,8 @@ class StructureSetData(Data):
 
     @classmethod
     def from_extxyz(cls, path: str | os.PathLike, **kwargs):
-        """Read an extended XYZ file into a set."""
-        try:
-            frames = Frames.read_extxyz(path, require_labels=cls.REQUIRE_LABELS)
-        except KeyError as exception:
-            raise ValueError(f"{path}: unknown element symbol {exception}") from exception
+        """Read an extended XYZ file into a set (errors name the file, the frame and the problem)."""
+        frames = Frames.read_extxyz(path, require_labels=cls.REQUIRE_LABELS)
         return cls(frames=frames, **kwargs)
 
     def set_frames(self, frames: Frames) -> None:

@@ -7,7 +7,11 @@ Files in:
 
       {"calculator": "ase.calculators.emt.EMT",     # import path of an ASE Calculator class
        "kwargs": {},                                # keyword arguments of its constructor
-       "properties": ["energy", "forces", "stress"]}  # stress is skipped for non-periodic frames
+       "properties": ["energy", "forces", "stress"],  # stress is skipped for non-periodic frames
+       "trial": true}                               # pre-check: one isolated atom per element
+
+The module named by ``calculator`` is imported and run: on the machine that submits (the
+pre-checks below) and on the compute node (this executable). Name only calculators you trust.
 
 Files out (in ``--output-dir``):
 
@@ -25,13 +29,17 @@ Exit codes: 0 when it ran (even with failed frames: they are reported, not fatal
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import pathlib
 import sys
 import time
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from ase import Atoms
+from ase.neighborlist import neighbor_list
 
 from aiida_mlip.engine.io import EXIT_BAD_INPUT, EXIT_OK, read_frames
 from aiida_mlip.potentials.frames import Frames
@@ -69,9 +77,11 @@ def resolve_calculator(import_path: str) -> type:
 
 def validate_labeller(settings: dict) -> dict:
     """Return the labeller settings with defaults filled in, raising ``ValueError`` for bad ones."""
-    unknown = set(settings) - {"calculator", "kwargs", "properties"}
+    unknown = set(settings) - {"calculator", "kwargs", "properties", "trial"}
     if unknown:
-        raise ValueError(f"unknown labeller keys {sorted(unknown)}; known: calculator, kwargs, properties")
+        raise ValueError(
+            f"unknown labeller keys {sorted(unknown)}; known: calculator, kwargs, properties, trial"
+        )
     if "calculator" not in settings:
         raise ValueError("the labeller needs 'calculator': the import path of an ASE calculator class")
     resolve_calculator(settings["calculator"])
@@ -84,7 +94,84 @@ def validate_labeller(settings: dict) -> dict:
         raise ValueError(
             f"labeller 'properties' must include energy and forces, from {ALLOWED_PROPERTIES}; got {properties}"
         )
-    return {"calculator": settings["calculator"], "kwargs": kwargs, "properties": properties}
+    trial = settings.get("trial", True)
+    if not isinstance(trial, bool):
+        raise ValueError(f"labeller 'trial' must be true or false, got {trial!r}")
+    return {"calculator": settings["calculator"], "kwargs": kwargs, "properties": properties, "trial": trial}
+
+
+def closest_atoms(atoms: Atoms, below: float) -> tuple[int, int, float] | None:
+    """Return ``(i, j, distance)`` of the closest pair of atoms nearer than ``below`` Angstrom.
+
+    Periodic images count (an atom close to its own image gives ``i == j``). ``None`` when every
+    distance is at least ``below``.
+    """
+    first, second, distance = neighbor_list("ijd", atoms, below, self_interaction=False)
+    if len(distance) == 0:
+        return None
+    closest = int(np.argmin(distance))
+    return int(first[closest]), int(second[closest]), float(distance[closest])
+
+
+def overlap_message(images: Sequence[Atoms], below: float, labeller: str) -> str | None:
+    """Return a message naming the first frame with two atoms nearer than ``below`` Angstrom, or ``None``."""
+    for index, atoms in enumerate(images):
+        pair = closest_atoms(atoms, below)
+        if pair is not None:
+            i, j, distance = pair
+            return (
+                f"frame {index}: atoms {i} and {j} are {distance:.3f} Angstrom apart (periodic images "
+                f"included), below {below} Angstrom: the structure is unphysical, {labeller} would not be run"
+            )
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _trial(calculator: str, kwargs_json: str, symbol: str) -> str | None:
+    """Energy and forces of one isolated atom of ``symbol``; the error as text, or ``None``."""
+    atoms = Atoms(symbol, positions=[[0.0, 0.0, 0.0]], cell=[10.0, 10.0, 10.0], pbc=False)
+    try:
+        atoms.calc = resolve_calculator(calculator)(**json.loads(kwargs_json))
+        values = [atoms.get_potential_energy(), atoms.get_forces()]
+        if not all(np.isfinite(value).all() for value in values):
+            return "it returned NaN or infinite values"
+    except Exception as exception:  # any failure of the trial is a reason to refuse
+        return f"{type(exception).__name__}: {exception}"
+    return None
+
+
+def check_elements(settings: dict, elements: Iterable[str]) -> None:
+    """Refuse a labeller that cannot label one of ``elements`` (chemical symbols).
+
+    A calculator class that declares ``supported_elements`` is checked against that list; otherwise,
+    unless the settings say ``"trial": false``, it is called once on a single isolated atom of each
+    element (energy and forces), on this machine. Results are cached per calculator, arguments and
+    element, so a cheap calculator (EMT) costs milliseconds; switch the trial off for an expensive one.
+
+    Raises
+    ------
+    ValueError
+        ``calculator X cannot label Si: NotImplementedError: No EMT-potential for Si``.
+    """
+    settings = validate_labeller(settings)
+    calculator = settings["calculator"]
+    declared = getattr(resolve_calculator(calculator), "supported_elements", None)
+    if declared is not None:
+        missing = sorted(set(elements) - set(declared))
+        if missing:
+            raise ValueError(
+                f"calculator {calculator} cannot label {missing}: it supports {sorted(declared)}"
+            )
+        return
+    if not settings["trial"]:
+        return
+    kwargs_json = json.dumps(settings["kwargs"], sort_keys=True)
+    for symbol in sorted(set(elements)):
+        error = _trial(calculator, kwargs_json, symbol)
+        if error is not None:
+            raise ValueError(
+                f"calculator {calculator} cannot label {symbol} (trial on one isolated atom): {error}"
+            )
 
 
 def label_frames(frames: Frames, settings: dict, log=print):

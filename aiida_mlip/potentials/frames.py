@@ -47,6 +47,53 @@ def _check_finite(name: str, values: np.ndarray, offsets: np.ndarray | None = No
     raise ValueError(f"{name} of frame {frame} contains NaN or infinite values")
 
 
+def _check_xyz_layout(path: str | os.PathLike) -> int:
+    """Walk the frame layout of an (extended) XYZ file and return its number of frames.
+
+    Each frame is a line with the atom count, a comment line, then one line per atom. ASE's reader
+    reports a wrong count as a header it cannot parse, without saying where; this says which frame
+    and which line.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the frame, the line and the problem.
+    """
+    with open(path, errors="replace") as handle:
+        lines = handle.read().splitlines()
+    frame, line = 0, 0
+    while line < len(lines):
+        text = lines[line].strip()
+        if not text:
+            if any(rest.strip() for rest in lines[line:]):
+                raise ValueError(f"{path}: frame {frame}: line {line + 1} is blank, expected the atom count")
+            break
+        try:
+            count = int(text)
+        except ValueError:
+            hint = f" (frame {frame - 1} holds more atoms than its count says)" if frame else ""
+            raise ValueError(
+                f"{path}: frame {frame}: line {line + 1} should hold the atom count, got {text[:40]!r}{hint}"
+            ) from None
+        if count < 0:
+            raise ValueError(f"{path}: frame {frame}: line {line + 1} gives a negative atom count {count}")
+        atom_lines = lines[line + 2 : line + 2 + count]
+        if line + 1 >= len(lines) or len(atom_lines) < count:
+            raise ValueError(
+                f"{path}: frame {frame} declares {count} atoms but the file ends after {len(atom_lines)}"
+            )
+        widths = [len(atom.split()) for atom in atom_lines]
+        for offset, width in enumerate(widths):
+            if width != widths[0]:
+                raise ValueError(
+                    f"{path}: frame {frame} declares {count} atoms but line {line + 3 + offset} "
+                    f"({atom_lines[offset].strip()[:40]!r}) is not an atom line like the ones before it: "
+                    "the atom count is wrong"
+                )
+        frame, line = frame + 1, line + 2 + count
+    return frame
+
+
 @dataclass
 class Frames:
     """A set of configurations, optionally labelled with energy, forces and stress.
@@ -181,6 +228,16 @@ class Frames:
             if partial.any() or np.isinf(self.stress).any():
                 frame = int(np.argmax(partial | np.isinf(self.stress).any(axis=1)))
                 raise ValueError(f"stress of frame {frame} contains NaN or infinite values")
+        if n_frames and self.pbc.any():
+            # the periodic cell vectors must be linearly independent (one batched SVD for all frames)
+            ranks = np.linalg.matrix_rank(self.cells * self.pbc[:, :, None], tol=1e-6)
+            degenerate = np.flatnonzero(ranks < self.pbc.sum(axis=1))
+            if len(degenerate):
+                index = int(degenerate[0])
+                raise ValueError(
+                    f"cell of frame {index} is degenerate along its periodic directions "
+                    f"(pbc {self.pbc[index].tolist()}, cell {self.cells[index].tolist()})"
+                )
         if require_labels:
             if self.energy is None:
                 raise ValueError("the frames have no energy labels")
@@ -210,6 +267,8 @@ class Frames:
         if len(images) == 0:
             raise ValueError("no configurations given")
         natoms = np.fromiter((len(atoms) for atoms in images), dtype=np.int64, count=len(images))
+        if (natoms == 0).any():
+            raise ValueError(f"frame {int(np.argmax(natoms == 0))} has no atoms")
         offsets = np.concatenate([[0], np.cumsum(natoms)])
         energy, forces, stress = [], [], []
         any_stress = False
@@ -220,6 +279,8 @@ class Frames:
                 raise ValueError(f"frame {index} has no energy label")
             if require_labels and f is None:
                 raise ValueError(f"frame {index} has no forces label")
+            if require_labels and not np.isfinite(float(e)):
+                raise ValueError(f"energy of frame {index} is {float(e)}, not a finite number")
             energy.append(np.nan if e is None else float(e))
             if f is not None and np.shape(f) != (len(atoms), 3):
                 raise ValueError(
@@ -365,8 +426,19 @@ class Frames:
 
     @classmethod
     def read_hdf5(cls, path: str | os.PathLike) -> Frames:
-        """Read a set written by :meth:`write_hdf5`."""
-        with h5py.File(path, "r") as handle:
+        """Read a set written by :meth:`write_hdf5`.
+
+        Raises
+        ------
+        ValueError
+            For a file that is not an aiida-mlip dataset file or holds inconsistent arrays, naming
+            the file.
+        """
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as exception:
+            raise ValueError(f"{path}: not a readable HDF5 dataset file: {exception}") from exception
+        with handle:
             if handle.attrs.get("format") != FORMAT_NAME:
                 raise ValueError(f"{path} is not an aiida-mlip dataset file")
             if int(handle.attrs["format_version"]) > FORMAT_VERSION:
@@ -375,9 +447,12 @@ class Frames:
                     f"this aiida-mlip reads up to {FORMAT_VERSION}"
                 )
             arrays = {name: handle[name][()] for name in handle}
-        for name in ("source_uuid", "config_type"):
-            arrays[name] = np.char.decode(arrays[name], "utf-8").astype(object)
-        return cls(**arrays)
+        try:
+            for name in ("source_uuid", "config_type"):
+                arrays[name] = np.char.decode(arrays[name], "utf-8").astype(object)
+            return cls(**arrays)
+        except (KeyError, TypeError, ValueError) as exception:
+            raise ValueError(f"{path}: {exception}") from exception
 
     def write_extxyz(self, path: str | os.PathLike) -> None:
         """Write the set as extended XYZ (labels as the calculator's results).
@@ -391,7 +466,30 @@ class Frames:
 
     @classmethod
     def read_extxyz(cls, path: str | os.PathLike, require_labels: bool = True) -> Frames:
-        """Read an extended XYZ file into a set."""
+        """Read an extended XYZ file into a set.
+
+        Raises
+        ------
+        ValueError
+            For a file that does not exist, is empty, is not extended XYZ, declares a wrong atom
+            count, holds an unknown element, a frame without atoms, labels or a valid cell, or NaN;
+            the message names the file, the frame and the problem.
+        """
         from ase.io import read
 
-        return cls.from_atoms(read(path, index=":", format="extxyz"), require_labels=require_labels)
+        try:
+            count = _check_xyz_layout(path)
+        except (OSError, UnicodeError) as exception:
+            raise ValueError(f"{path}: cannot read the file: {exception}") from exception
+        if count == 0:
+            raise ValueError(f"{path}: no configurations (the file holds no frames)")
+        try:
+            images = read(path, index=":", format="extxyz")
+        except KeyError as exception:
+            raise ValueError(f"{path}: unknown element symbol {exception}") from exception
+        except Exception as exception:  # ASE raises XYZError, ValueError, IndexError for bad content
+            raise ValueError(f"{path}: not a readable extended XYZ file: {exception}") from exception
+        try:
+            return cls.from_atoms(images, require_labels=require_labels)
+        except ValueError as exception:
+            raise ValueError(f"{path}: {exception}") from exception

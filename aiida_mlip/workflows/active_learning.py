@@ -30,6 +30,7 @@ from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.history import close_record, exploration_fields, new_record
 from aiida_mlip.learning.convergence import ALL_FAILED, NO_NEW_LABELS, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
+from aiida_mlip.learning.settings import ActiveLearningSettings
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.selection.trust import TrustWindow
 from aiida_mlip.workflows.active_learning_inputs import (
@@ -68,6 +69,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     """Grow a committee potential by active learning, every step recorded in the provenance graph."""
 
     _protocol_file = "active_learning.yaml"
+    _settings_model = ActiveLearningSettings
 
     @classmethod
     def define(cls, spec):

@@ -10,52 +10,36 @@ from __future__ import annotations
 from aiida import orm
 
 from aiida_mlip.data.structures import StructureSetData
-from aiida_mlip.learning.convergence import ConvergenceSettings
-from aiida_mlip.selection.settings import SelectionSettings
-from aiida_mlip.selection.trust import TrustWindow
+from aiida_mlip.learning.settings import ActiveLearningSettings, explore_parameters
 from aiida_mlip.settings import SettingsError
 
 __all__ = ("builder_from_protocol", "explore_parameters", "validate_inputs")
 
 
-def explore_parameters(md: dict, entry: dict, trust: dict) -> dict:
-    """The ExploreParameters of one job, without its temperature (set per job)."""
-    parameters = dict(md)
-    parameters.update(
-        {key: value for key, value in entry.items() if key not in ("temperatures", "pressures")}
-    )
-    parameters.pop("watch_gamma", None)
-    parameters.setdefault("trust", {key: trust[key] for key in ("lo", "hi") if key in trust})
-    return parameters
+def settings_of(inputs) -> dict:
+    """The settings blocks among the work chain's inputs, as one mapping for ActiveLearningSettings."""
+    values = {
+        key: inputs[key].get_dict()
+        for key in ("initial", "exploration", "trust", "selection", "convergence", "warm_start_parameters")
+        if key in inputs
+    }
+    if "warm_start" in inputs:
+        values["warm_start"] = inputs["warm_start"].value
+    parameters = inputs.get("train", {}).get("parameters")
+    if parameters is not None:
+        values["training"] = parameters.get_dict()
+    return values
 
 
 def validate_inputs(inputs, _):
-    """Check the loop's settings together, before anything runs."""
-    from aiida_mlip.exploration.parameters import ExploreParameters
+    """Check the loop's settings together, before anything runs.
 
-    trust = inputs["trust"].get_dict() if "trust" in inputs else {}
+    Every settings block goes through :class:`~aiida_mlip.learning.settings.ActiveLearningSettings`
+    (the model ``get_protocol_inputs`` also uses): unknown keys are refused with the nearest valid
+    key, and every exploration job's MD parameters are checked.
+    """
     try:
-        TrustWindow.from_mapping(trust)
-        if "selection" in inputs:
-            SelectionSettings.from_mapping(inputs["selection"].get_dict())
-    except ValueError as exception:
-        return str(exception)
-    exploration = inputs["exploration"].get_dict() if "exploration" in inputs else {}
-    schedule = exploration.get("schedule") or []
-    if not schedule:
-        return "the exploration schedule is empty: give at least one entry with `temperatures`"
-    for number, entry in enumerate(schedule):
-        if not entry.get("temperatures"):
-            return f"exploration schedule entry {number} has no temperatures"
-        for temperature in entry["temperatures"]:
-            try:
-                ExploreParameters.from_mapping(
-                    dict(explore_parameters(exploration.get("md", {}), entry, trust), temperature=temperature)
-                )
-            except ValueError as exception:
-                return f"exploration schedule entry {number}: {exception}"
-    try:
-        ConvergenceSettings.from_mapping(inputs["convergence"].get_dict() if "convergence" in inputs else {})
+        ActiveLearningSettings.from_mapping(settings_of(inputs))
     except SettingsError as exception:
         return str(exception)
     potential, structures = inputs.get("potential"), inputs.get("structures")
@@ -70,16 +54,12 @@ def validate_inputs(inputs, _):
         message = validate_pw_inputs(structures, label["pw"])
         if message:
             return f"pw labeller: {message}"
-    if "initial" in inputs:
-        initial = inputs["initial"].get_dict()
-        if (
-            initial.get("copies_per_structure", 0) < 1
-            or initial.get("rattle", -1) < 0
-            or initial.get("strain", -1) < 0
-        ):
-            return (
-                f"initial needs copies_per_structure >= 1, rattle >= 0 (Angstrom), strain >= 0; got {initial}"
-            )
+    if structures is not None and "labeller" in label.get("ase", {}):
+        from aiida_mlip.calculations.label import validate_ase_labelling
+
+        message = validate_ase_labelling(structures, label["ase"]["labeller"])
+        if message:
+            return f"ase labeller: {message}"
     return None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
-from aiida_mlip.calculations.label import LabelCalculation
+from aiida_mlip.calculations.label import LabelCalculation, validate_ase_labelling
 from aiida_mlip.data.dataset import DatasetData, merge_datasets
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.workflows import pw_labels
@@ -51,6 +51,8 @@ def validate_inputs(inputs, _):
         return "two labellers given: specify either the `ase` namespace or the `pw` one, not both"
     if given == ["pw"] and "structures" in inputs:
         return pw_labels.validate_pw_inputs(inputs["structures"], inputs["pw"])
+    if given == ["ase"] and "structures" in inputs and "labeller" in inputs["ase"]:
+        return validate_ase_labelling(inputs["structures"], inputs["ase"]["labeller"])
     return None
 
 

@@ -13,14 +13,18 @@ A protocol file ``protocols/<name>.yaml`` holds::
 
 ``get_protocol_inputs(protocol, overrides)`` returns the default inputs, with the protocol's values
 merged over them and the user's overrides merged over that (mappings merge key by key; any other
-value replaces).
+value replaces). A work chain that sets ``_settings_model`` (a :class:`~aiida_mlip.settings.Settings`
+of the whole input set) has the result checked by it, so an unknown key in the overrides is refused
+there, with the nearest valid key, instead of being merged in and ignored.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Mapping
 from importlib import resources
+from typing import Any, ClassVar
 
 import yaml
 
@@ -49,6 +53,8 @@ class ProtocolMixin:
     """Give a work chain ``get_available_protocols``, ``get_default_protocol`` and ``get_protocol_inputs``."""
 
     _protocol_file: str = ""
+    #: The model that checks the merged inputs (``from_mapping`` raising ``SettingsError``), or None.
+    _settings_model: ClassVar[Any] = None
 
     @classmethod
     def _protocols(cls) -> dict:
@@ -70,11 +76,22 @@ class ProtocolMixin:
         Raises
         ------
         ValueError
-            For an unknown protocol name.
+            For an unknown protocol name, overrides that are not a mapping, or (with a
+            ``_settings_model``) merged inputs that the model refuses (``SettingsError``).
         """
+        from aiida_mlip.settings import SettingsError
+
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise SettingsError(
+                "the overrides must be a mapping of settings blocks (e.g. {'trust': {'lo': 0.1}}), "
+                f"got a {type(overrides).__name__}"
+            )
         data = cls._protocols()
         protocol = protocol or data["default_protocol"]
         if protocol not in data["protocols"]:
             raise ValueError(f"unknown protocol {protocol!r}; available: {sorted(data['protocols'])}")
         specific = {key: value for key, value in data["protocols"][protocol].items() if key != "description"}
-        return recursive_merge(recursive_merge(data.get("default_inputs", {}), specific), overrides or {})
+        inputs = recursive_merge(recursive_merge(data.get("default_inputs", {}), specific), overrides or {})
+        if cls._settings_model is not None:
+            cls._settings_model.from_mapping(inputs)
+        return inputs

@@ -38,18 +38,19 @@ from aiida import orm
 from aiida.common import exceptions
 from aiida.engine import calcfunction
 from ase import Atoms
-from ase.neighborlist import neighbor_list
 from ase.units import create_units
 
 from aiida_mlip.codes import MPIPROCS_EXTRA
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.structures import StructureSetData
+from aiida_mlip.engine.label import closest_atoms, overlap_message
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.workflows.protocol import load_protocol_file, recursive_merge
 
 __all__ = (
     "PROTOCOL_FILE",
     "closest_atoms",
+    "min_interatomic_distance",
     "get_pw_builder",
     "isolated_atom",
     "load_pseudo_family",
@@ -72,17 +73,9 @@ def _protocol() -> dict:
 
 
 # ---------------------------------------------------------------------------------------- checks
-def closest_atoms(atoms: Atoms, below: float) -> tuple[int, int, float] | None:
-    """Return ``(i, j, distance)`` of the closest pair of atoms nearer than ``below`` Angstrom.
-
-    Periodic images count (an atom close to its own image gives ``i == j``). ``None`` when every
-    distance is at least ``below``.
-    """
-    first, second, distance = neighbor_list("ijd", atoms, below, self_interaction=False)
-    if len(distance) == 0:
-        return None
-    closest = int(np.argmin(distance))
-    return int(first[closest]), int(second[closest]), float(distance[closest])
+def min_interatomic_distance() -> float:
+    """Atoms closer than this (Angstrom, periodic images included) make a structure unfit to label."""
+    return float(_protocol()["min_interatomic_distance"])
 
 
 def load_pseudo_family(label: str):
@@ -170,16 +163,7 @@ def validate_pw_inputs(structures: StructureSetData, inputs: dict) -> str | None
             f"{options['withmpi']}: drop withmpi from the options, or register the code again "
             "(`aiida-mlip setup pw --mpiprocs N`; N > 1 runs pw.x under mpirun)"
         )
-    below = _protocol()["min_interatomic_distance"]
-    for index, atoms in enumerate(structures.get_atoms()):
-        pair = closest_atoms(atoms, below)
-        if pair is not None:
-            i, j, distance = pair
-            return (
-                f"frame {index}: atoms {i} and {j} are {distance:.3f} Angstrom apart (periodic images "
-                f"included), below {below} Angstrom: the structure is unphysical, pw.x would not be run"
-            )
-    return None
+    return overlap_message(structures.get_atoms(), min_interatomic_distance(), "pw.x")
 
 
 # ------------------------------------------------------------------------------------- builders

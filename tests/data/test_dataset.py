@@ -129,3 +129,118 @@ def test_merge_refuses_labels_with_different_settings():
     other = DatasetData(emt_frames(1), label_settings={"ecutwfc": 40}).store()
     with pytest.raises(ValueError, match="different settings"):
         merge_datasets(base, new=other)
+
+
+def _extxyz_lines(tmp_path, count=3):
+    path = tmp_path / "good.extxyz"
+    emt_frames(count).write_extxyz(path)
+    return path.read_text().splitlines()
+
+
+def _frame_header(lines, frame):
+    """Index of the comment line of ``frame`` (all frames of ``emt_frames`` have 8 atoms)."""
+    return frame * 10 + 1
+
+
+def _edit_comment(lines, frame, old, new):
+    index = _frame_header(lines, frame)
+    assert old in lines[index]
+    lines[index] = lines[index].replace(old, new, 1)
+
+
+def _remove_key(lines, frame, key):
+    import re
+
+    index = _frame_header(lines, frame)
+    lines[index] = re.sub(rf" {key}=\S+", "", lines[index])
+
+
+def _strip_forces(lines, frame):
+    index = _frame_header(lines, frame)
+    lines[index] = lines[index].replace(":forces:R:3", "")
+    for row in range(index + 1, index + 9):
+        lines[row] = " ".join(lines[row].split()[:-3])
+
+
+def _zero_atoms(lines, frame):
+    index = _frame_header(lines, frame)
+    lines[index - 1] = "0"
+    del lines[index + 1 : index + 9]
+
+
+def _set(lines, index, text):
+    lines[index] = text
+
+
+BAD_EXTXYZ = {
+    "count too large": (lambda lines: _set(lines, 10, "9"), r"frame 1 declares 9 atoms but line 21 \('8'\)"),
+    "count too small": (
+        lambda lines: _set(lines, 10, "7"),
+        r"frame 2: line 20 should hold the atom count, got 'Al .*\(frame 1 holds more atoms",
+    ),
+    "truncated": (
+        lambda lines: lines.__delitem__(slice(25, None)),
+        "frame 2 declares 8 atoms but the file ends after 3",
+    ),
+    "empty": (lambda lines: lines.clear(), r"no configurations \(the file holds no frames\)"),
+    "zero atoms": (lambda lines: _zero_atoms(lines, 1), "frame 1 has no atoms"),
+    "no energy": (
+        lambda lines: (_remove_key(lines, 2, "energy"), _remove_key(lines, 2, "free_energy")),
+        "frame 2 has no energy label",
+    ),
+    "no forces": (lambda lines: _strip_forces(lines, 1), "frame 1 has no forces label"),
+    "nan energy": (
+        lambda lines: (
+            _remove_key(lines, 0, "free_energy"),
+            _remove_key(lines, 0, "energy"),
+            _set(lines, 1, lines[1] + " energy=nan"),
+        ),
+        "energy of frame 0 is nan, not a finite number",
+    ),
+    "nan position": (
+        lambda lines: _set(lines, 13, lines[13].replace(lines[13].split()[1], "nan", 1)),
+        "positions of frame 1 contains NaN",
+    ),
+    "flat cell": (
+        lambda lines: _edit_comment(lines, 2, 'Lattice="8.1', 'Lattice="0.0'),
+        "cell of frame 2 is degenerate along its periodic directions",
+    ),
+    "unknown element": (
+        lambda lines: _set(lines, 3, lines[3].replace("Al", "Qq", 1)),
+        "unknown element symbol",
+    ),
+    "garbage": (
+        lambda lines: (lines.clear(), lines.extend(["hello", "world"])),
+        "frame 0: line 1 should hold the atom count, got 'hello'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EXTXYZ))
+def test_malformed_extxyz_names_file_frame_and_problem(tmp_path, case):
+    edit, message = BAD_EXTXYZ[case]
+    lines = _extxyz_lines(tmp_path)
+    edit(lines)
+    path = tmp_path / "bad.extxyz"
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    before = _count_datasets()
+    with pytest.raises(ValueError, match=rf"^{path}: .*{message}") as info:
+        DatasetData.from_extxyz(path).store()
+    assert "Traceback" not in str(info.value)
+    assert _count_datasets() == before
+
+
+def test_zero_atom_frame_and_missing_file_are_named():
+    from ase import Atoms
+
+    with pytest.raises(ValueError, match="frame 0 has no atoms"):
+        DatasetData.from_atoms([Atoms()])
+    with pytest.raises(ValueError, match=r"missing.extxyz: cannot read the file"):
+        DatasetData.from_extxyz("missing.extxyz")
+
+
+def test_not_hdf5_is_named(tmp_path):
+    path = tmp_path / "train.h5"
+    path.write_text("not hdf5")
+    with pytest.raises(ValueError, match=rf"{path}: not a readable HDF5 dataset file"):
+        Frames.read_hdf5(path)

@@ -134,7 +134,7 @@ def test_model_file_round_trip(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[-5] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(ModelFileError, match="modified"):
+    with pytest.raises(ModelFileError, match="does not match the digest"):
         load_committee(path)
 
 
