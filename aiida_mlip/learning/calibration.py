@@ -26,7 +26,7 @@ badly wrong), bounded to [``EXPONENT_BOUNDS``]; then ``log(factor * pivot)`` is 
 ``log(observed) - exponent * log(predicted / pivot)``, so half of the frames lie above the
 calibrated prediction and half below. The slope is only trusted on pairs that span a range of
 deviations: with fewer than ``2 * min_pairs`` pairs, or deviations spanning less than a factor
-``MIN_SPAN`` (max/min of the middle 80%), the exponent is 1 (a pure scaling factor). Pairs from
+``MIN_SPAN`` (90th over 10th percentile), the exponent is 1 (a pure scaling factor). Pairs from
 several iterations (each frame predicted by the committee that existed before it was labelled) are
 pooled for the fit (:meth:`CalibrationPairs.concatenate`), which widens the span. Where an element
 is the site of the largest error for at least ``min_pairs`` frames it gets its own factor (same
@@ -72,8 +72,12 @@ EXPONENT_BOUNDS = (0.3, 1.5)
 """Range of the fitted exponent: below 0.3 the deviation would barely matter, above 1.5 it would
 be trusted to scale errors faster than any committee measured here."""
 
-MIN_SPAN = 3.0
-"""Least ratio of the largest to the smallest deviation (10th to 90th percentile) for an exponent fit."""
+MIN_SPAN = 2.0
+"""Least ratio of the 90th to the 10th percentile of the deviations for an exponent fit.
+
+On the demo the pooled pairs of four iterations spanned a ratio of 2.5 (0.12-0.31 eV/Angstrom); their
+exponent (0.54) predicted held-out frames at 0.01-0.09 eV/Angstrom within a factor 2 for 93% of
+them, a pure factor for 47%."""
 
 DEFAULT_HI_RATIO = 5.0
 """``hi / lo`` of the window :meth:`Calibration.window_for` derives from a target error."""
