@@ -102,8 +102,8 @@ def calibration_check(potential, images, calibration: dict | None = None) -> dic
 
     Two calibrations are judged on ``images``, frames the committee was never trained on:
 
-    * ``recorded``: the given one (the run's latest, fitted on an iteration's new labels for the
-      committee before it, i.e. on *selected* frames, whose deviations lie in the trust window);
+    * ``recorded``: the given one (the run's latest, fitted on the labels of every iteration so far,
+      each predicted by the committee before it was labelled, i.e. on *selected* frames);
     * ``two_fold``: one fitted on each half of ``images`` (even / odd frames) predicting the other
       half, the way the work chain fits one on frames the committee never saw.
 
@@ -255,7 +255,8 @@ def main(argv=None) -> int:
         text = (
             "no new labels to calibrate on"
             if not calibration
-            else f"calibration factor {calibration['factor']:.2f} on {calibration['n_pairs']} new labels"
+            else f"calibration factor {calibration['factor']:.2f}, exponent {calibration['exponent']:.2f} "
+            f"on {calibration['n_pairs']} pairs ({calibration['n_new_pairs']} new)"
             + (" (fallback)" if calibration["fallback"] else "")
             + f", rank correlation {calibration['spearman']:.2f}"
         )
@@ -266,17 +267,19 @@ def main(argv=None) -> int:
         )
     latest = latest_calibration(results)
     check = calibration_check(potential, held_out, latest[1] if latest else None)
+    recorded = (
+        f"with the run's calibration of {latest[0]} (factor {latest[1]['factor']:.2f}, exponent "
+        f"{latest[1]['exponent']:.2f}, {latest[1]['n_pairs']} pooled pairs): calibrated max force error "
+        f"within a factor of 2 of the observed one for {100 * check['recorded']['within_factor_2']:.0f}% "
+        f"of frames (median observed/predicted {check['recorded']['median_ratio']:.2f}); "
+        if latest
+        else "no calibration of the run had enough pairs; "
+    )
     print(
         f"held-out calibration check ({check['n_frames']} frames): rank correlation of deviation and max "
-        f"force error {check['spearman']:.2f}; calibrated max force error within a factor of 2 of the "
-        f"observed one for {100 * check['two_fold']['within_factor_2']:.0f}% of frames with a calibration "
-        f"fitted on the other half (two-fold)"
-        + (
-            f", {100 * check['recorded']['within_factor_2']:.0f}% with the run's calibration of {latest[0]} "
-            f"(factor {latest[1]['factor']:.2f}; median observed/predicted {check['recorded']['median_ratio']:.2f})"
-            if latest
-            else ""
-        )
+        f"force error {check['spearman']:.2f}; {recorded}"
+        f"{100 * check['two_fold']['within_factor_2']:.0f}% with a calibration fitted on the other half "
+        f"of the held-out frames (two-fold)"
     )
     print(
         f"plot: {args.output / 'history.png'}; potential: {args.output / 'aluminium.safetensors'} "

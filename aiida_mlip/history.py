@@ -12,9 +12,10 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     training_status ("ok", or "no_improvement" when the warm start could not beat its parent),
     training_epochs, new_frames (from the training metrics: the force RMSE on the frames new to
     the parent, before and after a warm start),
-    retrained_from_scratch (bool: the no_improvement answer), calibration: {factor, spearman,
-    n_pairs, fallback} (the previous committee's uncertainty against this iteration's new labels,
-    see aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
+    retrained_from_scratch (bool: the no_improvement answer), calibration: {factor, exponent,
+    spearman, n_pairs, n_new_pairs, fallback, within_factor_2} (the committees' uncertainty against
+    the labels of this and earlier iterations, each frame predicted by the committee before it was
+    labelled, see aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
     accurate_fraction, streak, rmse_met} (aiida_mlip.learning.convergence.decide)
 
 The accurate fraction is over every checked frame, failed ones included. ``new_record``,
@@ -47,6 +48,7 @@ COLUMNS = (
     ("F rmse meV/A", "rmse_forces", "{:.1f}"),
     ("rank corr", "calibration.spearman", "{:.2f}"),
     ("cal.factor", "calibration.factor", "{:.2f}"),
+    ("cal.exp", "calibration.exponent", "{:.2f}"),
     ("wall s", "wall_time", "{:.0f}"),
     ("overhead s", "overhead", "{:.1f}"),
 )

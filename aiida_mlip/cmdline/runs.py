@@ -223,8 +223,9 @@ def _print_status(node):
         if calibration:
             spearman = calibration.get("spearman")
             echo.echo(
-                f"iteration {record['iteration']}: calibration on {calibration.get('n_pairs')} new labels, "
-                f"factor {calibration.get('factor'):.2f}"
+                f"iteration {record['iteration']}: calibration on {calibration.get('n_pairs')} pairs "
+                f"({calibration.get('n_new_pairs', calibration.get('n_pairs'))} new labels), "
+                f"factor {calibration.get('factor'):.2f}, exponent {calibration.get('exponent', 1.0):.2f}"
                 + (" (fallback: too few pairs)" if calibration.get("fallback") else "")
                 + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
             )

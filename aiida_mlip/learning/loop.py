@@ -40,7 +40,12 @@ from aiida_mlip.engine.label import label_frames
 from aiida_mlip.exploration.md import explore
 from aiida_mlip.exploration.parameters import ExploreParameters
 from aiida_mlip.history import close_record, exploration_fields, new_record
-from aiida_mlip.learning.calibration import CalibrationWarning, calibration_pairs, fit_calibration
+from aiida_mlip.learning.calibration import (
+    CalibrationPairs,
+    CalibrationWarning,
+    calibration_pairs,
+    fit_calibration,
+)
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.potentials.calculator import CommitteeCalculator
@@ -240,7 +245,8 @@ def run_active_learning(
         ``labels_origin`` (where the selection took the frames from, e.g. ``{"in_window": 6,
         "top_up_above_hi": 2}``), ``stop_reason`` (of the selection), ``n_labels_total`` (frames in
         the dataset after the iteration), ``test_rmse_forces`` (name -> eV/Angstrom),
-        ``calibration`` (the fit on this iteration's new labels, previous committee),
+        ``calibration`` (the fit on the new labels of this and all earlier iterations, each frame
+        predicted by the committee before it was labelled),
         ``trust`` (``lo``, ``hi``, ``source``), ``training_status`` (of the warm start),
         ``retrained_from_scratch`` (after a ``no_improvement``), ``epochs_run``, ``new_frames`` (warm
         start: the new labels' count and force RMSE before and after training, eV/Angstrom),
@@ -288,6 +294,7 @@ def run_active_learning(
     initial_record = record
 
     window, source = settings.trust, "fixed"
+    pooled = CalibrationPairs.concatenate([])
     for iteration in range(1, settings.convergence.max_iterations + 1):
         start = time.perf_counter()
         record = new_record(iteration)
@@ -335,10 +342,13 @@ def run_active_learning(
 
         if labelled is not None:
             began = time.perf_counter()
-            pairs = calibration_pairs(calculator, labelled.to_atoms())
+            # pooled with the earlier iterations' pairs, as the work chain's calibrate_uncertainty does
+            pooled = CalibrationPairs.concatenate(
+                [pooled, calibration_pairs(calculator, labelled.to_atoms())]
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CalibrationWarning)  # the fit says `fallback`
-                calibration = fit_calibration(pairs)
+                calibration = fit_calibration(pooled)
             record["calibration"] = calibration.to_dict()
             record["times"]["calibrate"] = time.perf_counter() - began
             target = getattr(settings.trust, "target_force_error", None)

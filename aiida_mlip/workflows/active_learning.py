@@ -253,6 +253,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def setup(self):
         self.ctx.iteration = 0
         self.ctx.decision = None
+        self.ctx.calibration = None  # the latest calibration output: its pairs join the next fit
         self.ctx.history = []
         self.ctx.dataset = self.inputs.get("dataset")
         self.ctx.potential = self.inputs.get("potential")
@@ -490,12 +491,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def _calibrate(self, labels: DatasetData) -> None:
-        """Calibrate the current committee on new labels; with a target error, set the next window."""
+        """Calibrate the current committee on new labels (pooled with the previous calibration's pairs).
+
+        With a target error, the fit sets the next window.
+        """
+        previous = self.ctx.get("calibration")
         outputs = calibrate_uncertainty(
             self.ctx.potential,
             labels,
+            **({"previous": previous} if previous is not None else {}),
             metadata={"call_link_label": f"calibrate_{self.ctx.iteration}"},
         )
+        self.ctx.calibration = outputs["calibration"]
         key = f"iteration_{self.ctx.iteration}"
         self.out(f"calibration.{key}", outputs["calibration"])
         self.out(f"reliability_diagram.{key}", outputs["reliability_diagram"])
@@ -503,7 +510,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.record["calibration"] = summary
         spearman = summary["spearman"]
         self.report(
-            f"calibration on {summary['n_pairs']} new label(s): factor {summary['factor']:.2f}"
+            f"calibration on {summary['n_new_pairs']} new label(s) ({summary['n_pairs']} pooled): "
+            f"factor {summary['factor']:.2f}, exponent {summary['exponent']:.2f}"
             + (" (fallback: too few pairs)" if summary["fallback"] else "")
             + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
         )

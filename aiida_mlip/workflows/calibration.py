@@ -2,10 +2,12 @@
 
 Each iteration of ``ActiveLearningWorkChain`` labels frames the current committee was not trained
 on. Before the committee is retrained on them, :func:`calibrate_uncertainty` compares, per frame,
-the committee's predicted max force deviation with its actual max force error on them, fits the
-calibration (:mod:`aiida_mlip.learning.calibration`, after Musil et al., J. Chem. Theory Comput.
-15, 906 (2019)) and stores the fit, the pairs and a reliability diagram as nodes created by that
-calcfunction from the committee and the labels. :func:`trust_window_from` turns the latest fit and
+the committee's predicted max force deviation with its actual max force error on them, pools these
+pairs with those of the previous calibration (each frame predicted by the committee that existed
+before it was labelled), fits the calibration (:mod:`aiida_mlip.learning.calibration`, a power law
+extending the scaling factor of Musil et al., J. Chem. Theory Comput. 15, 906 (2019)) and stores
+the fit, the pairs and a reliability diagram as nodes created by that calcfunction from the
+committee, the labels and the previous calibration. :func:`trust_window_from` turns the latest fit and
 a target force error into the trust window of the next iteration.
 """
 
@@ -24,38 +26,74 @@ __all__ = ("calibrate_uncertainty", "calibration_summary", "trust_window_from")
 
 
 @calcfunction
-def calibrate_uncertainty(potential: PotentialData, labels: DatasetData) -> dict:
+def calibrate_uncertainty(
+    potential: PotentialData, labels: DatasetData, previous: orm.Dict | None = None
+) -> dict:
     """Calibrate ``potential``'s force deviation on ``labels`` (frames it was not trained on).
+
+    Parameters
+    ----------
+    potential
+        The committee before it is trained on ``labels``.
+    labels
+        The new labels (reference forces in eV/Angstrom).
+    previous
+        The ``calibration`` output of the previous iteration, or None: its ``pooled_pairs`` (each
+        predicted by the committee before that frame was labelled) join the fit, which then spans
+        the deviations of every iteration so far instead of one trust window's.
 
     Returns
     -------
     dict
-        ``calibration``: ``orm.Dict`` with ``fit`` (``Calibration.to_dict()``: factor,
-        per-element factors, Spearman rank correlation, number of pairs, fallback flag) and
-        ``pairs`` (per frame: predicted max force deviation and observed max force error,
-        eV/Angstrom, and the element of the worst atom); ``reliability_diagram``: PNG.
+        ``calibration``: ``orm.Dict`` with ``fit`` (``Calibration.to_dict()``: factor, exponent,
+        pivot, per-element factors, Spearman rank correlation, number of pooled pairs, fallback
+        flag), ``pairs`` (this iteration's: per frame the predicted max force deviation and the
+        observed max force error, eV/Angstrom, and the element of the worst atom) and
+        ``pooled_pairs`` (the previous ones and these: what was fitted); ``reliability_diagram``: PNG
+        of the pooled pairs.
     """
-    from aiida_mlip.learning.calibration import calibration_pairs, fit_calibration, plot_reliability
+    from aiida_mlip.learning.calibration import (
+        CalibrationPairs,
+        calibration_pairs,
+        fit_calibration,
+        plot_reliability,
+    )
 
     calculator = potential.get_calculator(device="cpu", spread_every=1)
     pairs = calibration_pairs(calculator, labels.get_atoms())
+    pooled = pairs
+    if previous is not None:
+        earlier = previous.get_dict()
+        pooled = CalibrationPairs.concatenate(
+            [CalibrationPairs.from_dict(earlier.get("pooled_pairs", earlier["pairs"])), pairs]
+        )
     with warnings.catch_warnings():
         # fewer than the minimum number of pairs: the fit says so (`fallback`), the work chain reports it
         warnings.simplefilter("ignore")
-        calibration = fit_calibration(pairs)
+        calibration = fit_calibration(pooled)
     with tempfile.TemporaryDirectory() as tmp:
-        path = plot_reliability(pairs, calibration, f"{tmp}/reliability.png")
+        path = plot_reliability(pooled, calibration, f"{tmp}/reliability.png")
         diagram = orm.SinglefileData(path)
     return {
-        "calibration": orm.Dict({"fit": calibration.to_dict(), "pairs": pairs.to_dict()}),
+        "calibration": orm.Dict(
+            {"fit": calibration.to_dict(), "pairs": pairs.to_dict(), "pooled_pairs": pooled.to_dict()}
+        ),
         "reliability_diagram": diagram,
     }
 
 
 def calibration_summary(calibration: orm.Dict) -> dict:
-    """The history's view of a calibration: factor, Spearman rank correlation, pairs, fallback."""
+    """The history's view of a calibration: factor, exponent, Spearman rank correlation, pairs, fallback.
+
+    ``n_pairs`` counts the pooled pairs the fit used, ``n_new_pairs`` this iteration's.
+    """
     fit = calibration["fit"]
-    return {key: fit.get(key) for key in ("factor", "spearman", "n_pairs", "fallback", "within_factor_2")}
+    summary = {
+        key: fit.get(key)
+        for key in ("factor", "exponent", "spearman", "n_pairs", "fallback", "within_factor_2")
+    }
+    summary["n_new_pairs"] = len(calibration["pairs"]["predicted"])
+    return summary
 
 
 def trust_window_from(
@@ -83,5 +121,5 @@ def trust_window_from(
         )
     return (lo, hi), (
         f"trust window lo={lo:.3f}, hi={hi:.3f} eV/A for target force error {target_force_error:g} eV/A "
-        f"(calibration factor {fit.factor:.2f} on {fit.n_pairs} pairs)"
+        f"(calibration factor {fit.factor:.2f}, exponent {fit.exponent:.2f} on {fit.n_pairs} pairs)"
     )

@@ -48,18 +48,28 @@ def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
     else:
         assert ended["reason"] in node.exit_message
     assert 1 <= len(history) <= 2
+    pooled, previous = 0, None
     for record in history:
         assert record["n_explored"] > 0
         assert record["n_accurate"] + record["n_candidate"] + record["n_failed"] == record["n_explored"]
         assert record["accurate_fraction"] == pytest.approx(record["n_accurate"] / record["n_explored"])
         assert record["overhead"] >= 0
         assert record["convergence"]["criterion"] in ("continue", "converged", "max_iterations")
-        # every iteration that labelled frames calibrated the committee on them first, with provenance
+        # every iteration that labelled frames calibrated the committee on them first, with provenance;
+        # the fit pools the pairs of the previous calibration, which is an input of this one
         if record["n_labelled"]:
             key = f"iteration_{record['iteration']}"
             calibration = results["calibration"][key]
             assert calibration.creator.caller.pk == node.pk
-            assert calibration["fit"]["n_pairs"] == record["calibration"]["n_pairs"] == record["n_labelled"]
+            pooled += record["n_labelled"]
+            assert calibration["fit"]["n_pairs"] == record["calibration"]["n_pairs"] == pooled
+            assert record["calibration"]["n_new_pairs"] == len(calibration["pairs"]["predicted"])
+            assert record["calibration"]["n_new_pairs"] == record["n_labelled"]
+            inputs = {
+                link.link_label: link.node.pk for link in calibration.creator.base.links.get_incoming().all()
+            }
+            assert inputs.get("previous") == previous
+            previous = calibration.pk
             assert results["reliability_diagram"][key].creator.pk == calibration.creator.pk
     dataset = results["dataset"]
     assert dataset.n_frames == 7 + sum(record["n_labelled"] for record in history)

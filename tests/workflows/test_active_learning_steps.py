@@ -150,6 +150,8 @@ def test_calibration_is_an_output_with_provenance_and_sets_the_window(
     workchain, tiny_potential, aluminium_dataset
 ):
     """New labels calibrate the committee that has not seen them; a target error picks the next window."""
+    from aiida_mlip.learning.calibration import Calibration
+
     process = workchain(trust={"lo": 0.02, "hi": 5.0, "target_force_error": 0.1})
     process.ctx.potential = tiny_potential
     explored(process, 1, accurate=5, candidate=11, failed=0, selected=16, labelled=16)
@@ -169,14 +171,28 @@ def test_calibration_is_an_output_with_provenance_and_sets_the_window(
     assert fit["n_pairs"] == len(pairs["predicted"]) == aluminium_dataset.n_frames
     assert not fit["fallback"] and fit["factor"] > 0
 
-    # the history records it and the next window comes from it: lo = target / factor, hi = 5 lo
+    # the history records it and the next window comes from it: predicted error at lo = target, hi = 5 lo
     summary = process.ctx.record["calibration"]
     assert summary["factor"] == pytest.approx(fit["factor"])
+    assert summary["exponent"] == pytest.approx(fit["exponent"])
     assert summary["spearman"] == fit["spearman"]
+    assert summary["n_new_pairs"] == summary["n_pairs"] == aluminium_dataset.n_frames
     window = process.ctx.window
-    assert window["lo"] == pytest.approx(0.1 / max(fit["factor"], *fit["per_element"].values()))
+    assert Calibration.from_dict(fit).predict(window["lo"]) == pytest.approx(0.1)
     assert window["hi"] == pytest.approx(5 * window["lo"])
     assert window["source"] == "calibration of iteration 1 for target 0.1 eV/A"
+
+    # the next iteration's calibration pools these pairs with its own; the previous fit is an input
+    explored(process, 2, accurate=5, candidate=11, failed=0, selected=16, labelled=16)
+    process._calibrate(aluminium_dataset)
+    second = process.outputs["calibration"]["iteration_2"]
+    inputs = {link.link_label: link.node.pk for link in second.creator.base.links.get_incoming().all()}
+    assert inputs["previous"] == calibration.pk
+    assert (
+        second["fit"]["n_pairs"] == len(second["pooled_pairs"]["predicted"]) == 2 * aluminium_dataset.n_frames
+    )
+    assert len(second["pairs"]["predicted"]) == aluminium_dataset.n_frames
+    assert process.ctx.record["calibration"]["n_new_pairs"] == aluminium_dataset.n_frames
 
 
 def test_too_few_calibration_pairs_keep_the_fixed_window(workchain, tiny_potential, aluminium_dataset):
