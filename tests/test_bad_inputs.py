@@ -533,7 +533,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def nodes(aiida_profile):
     """Nodes the cases refer to, and the localhost engine codes, made once before any count."""
-    from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
     from aiida_mlip.data.dataset import DatasetData
     from tests.data.test_dataset import emt_frames
 

@@ -28,7 +28,7 @@ TARGET_FORCE_ERROR = 0.1
 @pytest.fixture(scope="module")
 def demo_run(aiida_profile):
     """The demo's settings with a target force error, run to the end: (results, node)."""
-    from aiida_mlip.cmdline.setup import get_or_create_localhost, register_engine_codes
+    from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
 
     codes = register_engine_codes(get_or_create_localhost("aiida-mlip-localhost"), log=lambda *_: None)
     overrides = copy.deepcopy(DEMO_OVERRIDES)
