@@ -223,7 +223,6 @@ def slurm_ssh_codes(aiida_profile):
     return _example_cluster_codes("slurm-ssh-localhost.yaml")
 
 
-<<<<<<< HEAD
 # ------------------------------------------------------------------------------------------------
 # generate_calc_job: a CalcJob's prepare_for_submission without running it (helper i12tests)
 # ------------------------------------------------------------------------------------------------
@@ -439,7 +438,8 @@ def finished_run(aiida_profile, daemon_client, tmp_path_factory) -> FinishedRun:
 # ------------------------------------------------------------------------------------------------
 # end of finished_run
 # ------------------------------------------------------------------------------------------------
-=======
+
+
 @pytest.fixture
 def generate_workchain(aiida_profile):
     """Return a factory of work chain instances that are set up but not run, to call outline steps on.
@@ -459,4 +459,3 @@ def generate_workchain(aiida_profile):
         return instantiate_process(runner, process_class, **inputs)
 
     return factory
->>>>>>> i11loop
