@@ -250,7 +250,9 @@ def table(runs: list[dict], baseline: list[dict], title: str, accurate: bool = F
             cells.append("-")
         if accurate:
             fractions = [[f for f in run["accurate_fraction"][1:] if f is not None] for run in members]
-            means = [np.mean([f[i] for f in fractions if i < len(f)]) for i in range(max(map(len, fractions)))]
+            means = [
+                np.mean([f[i] for f in fractions if i < len(f)]) for i in range(max(map(len, fractions)))
+            ]
             cells.append(" / ".join(f"{value:.2f}" for value in means))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -418,7 +420,11 @@ def main() -> None:
     (output / "data_efficiency.json").write_text(json.dumps(runs + extra_runs, indent=1, default=float))
     plot(runs, output / "data_efficiency.png")
     if window_runs:
-        plot(window_runs, output / "data_efficiency_windows.png", legend=f"{args.windows_strategy}, window (eV/A)")
+        plot(
+            window_runs,
+            output / "data_efficiency_windows.png",
+            legend=f"{args.windows_strategy}, window (eV/A)",
+        )
 
 
 if __name__ == "__main__":

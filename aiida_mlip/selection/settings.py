@@ -97,9 +97,13 @@ class SelectionSettings(Settings):
     @pydantic.model_validator(mode="after")
     def _window_options(self) -> SelectionSettings:
         if self.strategy == "hybrid" and not self.windowed:
-            raise ValueError("strategy 'hybrid' selects inside the trust window; it cannot run with windowed: false")
+            raise ValueError(
+                "strategy 'hybrid' selects inside the trust window; it cannot run with windowed: false"
+            )
         if not self.windowed and "top_up" in self.model_fields_set:
-            raise ValueError("option top_up applies only with windowed: true (without the window every frame is eligible)")
+            raise ValueError(
+                "option top_up applies only with windowed: true (without the window every frame is eligible)"
+            )
         return self
 
     @pydantic.model_validator(mode="after")
