@@ -51,7 +51,7 @@ class SelectCalculation(EngineCalculation):
             "parameters",
             valid_type=orm.Dict,
             validator=validate_parameters,
-            help="SelectParameters: `strategy` (default hybrid), `budget` (>= 1), `seed`, the strategy's options "
+            help="SelectParameters: `strategy` (default random), `windowed`, `budget` (>= 1), `seed`, the strategy's options "
             "and `trust` (`lo`, `hi` in eV/A).",
         )
         spec.inputs["metadata"]["options"]["parser_name"].default = "mlip.select"

@@ -13,10 +13,11 @@ deviation when no scores are given); the training set, whose features give the s
 set and whose frames are never selected again (near-duplicates), or an active set file.
 
 Parameters (YAML/JSON mapping): :class:`~aiida_mlip.selection.settings.SelectParameters`, i.e. the
-``selection`` block (``strategy``, default ``hybrid``; ``budget`` >= 1; ``seed``; ``features``;
-the strategy's options) and the ``trust`` window (``{"lo": ..., "hi": ...}``, eV/Angstrom).
-The selection itself is :func:`aiida_mlip.selection.batch.select_batch`: the window first, then
-the top-up from above ``hi``; frames with atoms closer than ``min_distance`` are never picked.
+``selection`` block (``strategy``, default ``random``; ``windowed``, default false; ``budget`` >= 1;
+``seed``; ``features``; the strategy's options) and the ``trust`` window (``{"lo": ..., "hi": ...}``,
+eV/Angstrom). The selection itself is :func:`aiida_mlip.selection.batch.select_batch`: with
+``windowed``, the window first, then the top-up from above ``hi``; otherwise every frame of the pool
+alike; frames with atoms closer than ``min_distance`` are never picked.
 
 Outputs: ``selected.h5`` (unlabelled Frames) and ``selected.extxyz``; ``selection.json`` with, for
 each pick, the pool file and index in it and its score, plus the strategy's info (``stop_reason``,

@@ -18,7 +18,7 @@ __all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
 
 ENSEMBLES = ("nvt", "npt", "nve")
 
-#: Default break threshold as a multiple of the trust window's ``hi`` (1.0 eV/Angstrom with the
+#: Default break threshold as a multiple of the trust window's ``hi`` (2.0 eV/Angstrom with the
 #: default window): frames between ``hi`` and the break are kept for the selection's top-up.
 BREAK_FACTOR = 2.0
 
@@ -71,7 +71,7 @@ class ExploreParameters(Settings):
         Trust window on the committee's max force deviation, eV/Angstrom (the ``trust`` block).
     break_threshold : float
         A checked frame with max force deviation at or above it ends the walker, eV/Angstrom
-        (default ``BREAK_FACTOR * trust.hi``, 1.0 eV/Angstrom with the default window). Frames
+        (default ``BREAK_FACTOR * trust.hi``, 2.0 eV/Angstrom with the default window). Frames
         between ``trust.hi`` and it are kept in the pool for the selection's top-up.
     gamma_lo, gamma_hi, gamma_break : float
         The window and break on the extrapolation grade, used when an active set is given (default

@@ -201,7 +201,6 @@ def run_active_learning(
     settings: LoopSettings | Mapping[str, Any] | None = None,
     strategy: str | None = None,
     seed: int = 0,
-    windowed: bool = True,
     test_sets: Mapping[str, Sequence[Atoms] | Frames] | None = None,
     dataset: Frames | None = None,
     model=None,
@@ -221,12 +220,10 @@ def run_active_learning(
         :class:`LoopSettings` or the mapping of blocks it reads.
     strategy
         Replaces ``selection.strategy`` (one of :data:`aiida_mlip.selection.strategies.STRATEGIES`).
+        Whether it selects inside the trust window first is ``selection.windowed``.
     seed
         Seed of the run: it shifts the MD seeds and sets the selection's and the training's. The
         initial structures keep ``initial.seed``, so runs with different seeds share them.
-    windowed
-        Select with the trust window (its frames first, then the top-up from above ``hi``); False:
-        every frame of the pool is eligible alike (the strategy alone decides).
     test_sets
         Name -> labelled frames (energy eV, forces eV/Angstrom); the force RMSE of the committee
         mean on each is recorded after every training.
@@ -318,7 +315,7 @@ def run_active_learning(
             outcome = select_batch(
                 images,
                 selection,
-                window if windowed else None,
+                window,
                 calculator=calculator,
                 scores=scores,
                 training=dataset.to_atoms(),

@@ -9,8 +9,8 @@ the AiiDA-free loop calls directly. Its steps:
    closer than ``settings.min_distance`` (Angstrom).
 3. :func:`reference_of`: the training set's active set and frame fingerprints (near-duplicates of
    labelled frames are never picked again).
-4. the strategy of ``settings`` with the trust window: the window first, then the top-up (see
-   :mod:`aiida_mlip.selection.strategies`).
+4. the strategy of ``settings``: with ``settings.windowed``, the trust window first, then the
+   top-up (see :mod:`aiida_mlip.selection.strategies`); otherwise every eligible frame alike.
 """
 
 from __future__ import annotations
@@ -122,8 +122,9 @@ def select_batch(
     settings : SelectionSettings
         Strategy, budget, seed, feature kind and options.
     window : TrustWindow or None
-        Trust window on ``settings.score`` (eV/Angstrom); ``None``: every frame is eligible, no top-up
-        (``hybrid`` then uses the default window).
+        Trust window on ``settings.score`` (eV/Angstrom). It is used only when ``settings.windowed``
+        (the one owner of that choice); otherwise every frame with a score of at least ``lo`` is
+        eligible alike (below ``lo`` the committee agrees: accurate), and there is no top-up.
     calculator : committee calculator, optional
         Needed by the feature-based strategies, for ``training`` and for missing deviations.
     scores : mapping, optional
@@ -155,10 +156,15 @@ def select_batch(
             calculator, [images[i] for i in sound], settings.features
         )
         pool_kwargs = {"features": features, "numbers": numbers, "row_frame": sound[row_frame]}
+    pool_values = pool_scores(images, scores, calculator, skip=unphysical)
+    accurate = np.zeros(len(images), dtype=bool)
+    if window is not None and not settings.windowed and settings.score in pool_values:
+        # without the window every frame is eligible alike, except those the committee already agrees on
+        accurate = pool_values[settings.score] < window.lo
     pool = SelectionPool(
         n_frames=len(images),
-        scores=pool_scores(images, scores, calculator, skip=unphysical),
-        exclude=unphysical,
+        scores=pool_values,
+        exclude=unphysical | accurate,
         **pool_kwargs,
     )
     if training is not None:
@@ -168,8 +174,11 @@ def select_batch(
         options["active_set"] = active_set
         for note in active_set.notes:
             log(f"active set: {note}")
+    window = (window or TrustWindow()) if settings.windowed else None
     result = function(pool, settings.budget, rng=settings.seed, window=window, **options)
     info = dict(result.info)
     updated = info.pop("active_set", None)
     info["ineligible"] = {"unphysical": int(unphysical.sum())}
+    if accurate.any():
+        info["ineligible"]["accurate"] = int(accurate.sum())
     return SelectionOutcome(indices=result.indices, scores=result.scores, info=info, active_set=updated)

@@ -30,7 +30,16 @@ class SelectionSettings(Settings):
     Attributes
     ----------
     strategy : str
-        One of :data:`~aiida_mlip.selection.strategies.STRATEGIES` (default ``hybrid``).
+        One of :data:`~aiida_mlip.selection.strategies.STRATEGIES`. Default ``random``: on the
+        data-efficiency benchmark (README, "Performance") no strategy beat random beyond the spread
+        over seeds, and random is the cheapest (no features, no active set).
+    windowed : bool
+        True: the strategy selects among the frames inside the trust window first (``lo <= score <
+        hi``), then tops up from above ``hi`` (see ``top_up``). False (default): every eligible frame
+        of the pool (explored, not accurate, not exploded) is treated alike and the strategy alone
+        decides; the window then only sets which frames are accurate (``lo``) and where walkers
+        break (``2 hi``). ``hybrid`` is the D-optimal batch inside the window, so it is always
+        windowed (``windowed: false`` with it is an error).
     budget : int
         Frames to select per iteration, >= 1.
     seed : int
@@ -40,7 +49,7 @@ class SelectionSettings(Settings):
     score : str
         Per-frame score the trust window and ``max_deviation`` read (eV/Angstrom).
     top_up : bool
-        With a trust window, fill the budget from frames above ``hi`` (lowest score first) once the
+        With ``windowed``, fill the budget from frames above ``hi`` (lowest score first) once the
         window is used up.
     min_distance : float
         Angstrom: a frame with two atoms closer than this is never selected (physical check).
@@ -56,7 +65,8 @@ class SelectionSettings(Settings):
 
     block = "selection"
 
-    strategy: str = "hybrid"
+    strategy: str = "random"
+    windowed: bool = False
     budget: pydantic.StrictInt = pydantic.Field(10, ge=1)
     seed: pydantic.StrictInt = 0
     features: Literal["hidden", "descriptor"] = "hidden"
@@ -76,6 +86,25 @@ class SelectionSettings(Settings):
                 f"unknown strategy {value!r}{suggest(value, STRATEGIES)}; choose one of {', '.join(sorted(STRATEGIES))}"
             )
         return value
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _hybrid_is_windowed(cls, values):
+        if isinstance(values, dict) and values.get("strategy") == "hybrid" and "windowed" not in values:
+            values = {**values, "windowed": True}
+        return values
+
+    @pydantic.model_validator(mode="after")
+    def _window_options(self) -> SelectionSettings:
+        if self.strategy == "hybrid" and not self.windowed:
+            raise ValueError(
+                "strategy 'hybrid' selects inside the trust window; it cannot run with windowed: false"
+            )
+        if not self.windowed and "top_up" in self.model_fields_set:
+            raise ValueError(
+                "option top_up applies only with windowed: true (without the window every frame is eligible)"
+            )
+        return self
 
     @pydantic.model_validator(mode="after")
     def _options_used(self) -> SelectionSettings:

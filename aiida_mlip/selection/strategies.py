@@ -22,14 +22,16 @@ a window every frame not excluded is eligible (``{"all": n}``). ``info["stop_rea
 ``"budget"``, ``"pool exhausted"`` (every eligible frame was picked or was a near-duplicate) or the
 strategy's own reason (``"no frame extrapolates"`` of the D-optimal batch).
 
-- ``random``: uniform without replacement; the baseline.
+- ``random`` (the default of the active-learning loop, without the window): uniform without
+  replacement; the baseline, which no other strategy beat beyond the seed spread on the
+  data-efficiency benchmark (README, "Performance").
 - ``max_deviation``: largest committee force deviation first (DP-GEN's ordering; with the window,
   the trust-window top-k).
 - ``farthest_point``: farthest-point sampling on frame fingerprints (Gonzalez 1985).
 - ``leverage``: largest Mahalanobis distance or leverage of any atom against the training rows.
 - ``d_optimal``: greedy MaxVol batch (Podryabinkin & Shapeev 2017, per element as Lysogorskiy
   et al. 2023).
-- ``hybrid`` (the default of the active-learning loop): the D-optimal batch among the frames in
+- ``hybrid``: the D-optimal batch among the frames in
   the committee trust window (Zhang et al. 2020; the default :class:`TrustWindow` when none is
   given); when no frame of the window extrapolates any more but budget is left, the rest of the
   window is taken by largest deviation, then the top-up.

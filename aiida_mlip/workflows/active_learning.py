@@ -103,7 +103,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             "selection",
             valid_type=orm.Dict,
-            help="`strategy` (default hybrid), `budget` per iteration, options.",
+            help="`strategy` (default random), `windowed`, `budget` per iteration, options.",
         )
         spec.input(
             "convergence",

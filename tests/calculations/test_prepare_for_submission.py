@@ -89,7 +89,7 @@ def test_train_refuses_a_bad_device_before_preparing(
 
 @pytest.mark.parametrize("with_training_set", [False, True])
 def test_explore(generate_calc_job, engine_code, tiny_potential, start, aluminium_dataset, with_training_set):
-    parameters = {"temperature": [300, 600], "steps": 20, "trust_lo": 0.05, "trust_hi": 0.3}
+    parameters = {"temperature": [300, 600], "steps": 20, "trust": {"lo": 0.05, "hi": 0.3}}
     inputs = {
         "code": engine_code("mlip.explore"),
         "potential": tiny_potential,
@@ -131,7 +131,7 @@ def test_select(generate_calc_job, engine_code, tiny_potential, aluminium_datase
         table.write_text("max_force_deviation\n0.1\n0.2\n0.3\n")
         pool.set_scores_file(table)
     pool.store()
-    parameters = {"strategy": "hybrid", "budget": 2, "lo": 0.05, "hi": 0.5}
+    parameters = {"strategy": "hybrid", "budget": 2, "trust": {"lo": 0.05, "hi": 0.5}}
     prepared = generate_calc_job(
         "mlip.select",
         {

@@ -39,7 +39,7 @@ def test_launch_merges_the_overrides_file_over_the_protocol(finished_run):
     overrides = shared_run_overrides()
     assert inputs.selection["budget"] == overrides["selection"]["budget"]  # fast: 8
     assert (
-        inputs.selection["strategy"] == "hybrid"
+        inputs.selection["strategy"] == "random"
     )  # from the protocol: the merge keeps what is not overridden
     assert inputs.trust.get_dict() == overrides["trust"]
     assert inputs.train.parameters["max_epochs"] == overrides["training"]["max_epochs"]

@@ -75,7 +75,7 @@ def test_selects_within_budget_without_duplicates(al_committee, pool_file, tmp_p
 def test_max_deviation_from_sidecar_scores_needs_no_model(pool_file, tmp_path):
     pool = tmp_path / "pool.h5"
     pool.write_bytes(pool_file.read_bytes())
-    rows = ["candidate_index,max_force_deviation"] + [f"{i},{0.01 * i}" for i in range(16)]
+    rows = ["candidate_index,max_force_deviation"] + [f"{i},{0.05 * i}" for i in range(16)]
     pool.with_suffix(".csv").write_text("\n".join(rows) + "\n")
     done = select(tmp_path, {"strategy": "max_deviation", "budget": 3, "duplicate_tol": None}, pool)
     assert done.returncode == 0, done.stderr

@@ -56,7 +56,7 @@ def test_mostly_above_hi_fills_the_budget_and_skips_unphysical_frames(strategy):
     images = frames(deviations)
     images[7].positions[2] = images[7].positions[0] + [0.3, 0, 0]  # two atoms 0.3 A apart
     images[8].positions[3] = np.nan
-    settings = SelectionSettings(strategy=strategy, budget=5, seed=0)
+    settings = SelectionSettings(strategy=strategy, budget=5, seed=0, windowed=True)
     outcome = select_batch(images, settings, TrustWindow(lo=0.05, hi=0.5), calculator=PlantedCommittee())
     picked = outcome.indices.tolist()
     assert len(picked) == 5 and 7 not in picked and 8 not in picked and 0 not in picked
@@ -65,6 +65,21 @@ def test_mostly_above_hi_fills_the_budget_and_skips_unphysical_frames(strategy):
     assert outcome.info["origin"] == {"in_window": 2, "top_up_above_hi": 3}
     assert outcome.info["ineligible"] == {"unphysical": 2}
     assert outcome.info["stop_reason"] == "budget"
+
+
+def test_the_default_is_random_over_every_eligible_frame_alike():
+    settings = SelectionSettings(budget=6)
+    assert (settings.strategy, settings.windowed) == ("random", False)
+    deviations = [0.01, 0.2, 0.3, 0.7, 0.8, 0.9, 1.5, 0.6, 0.65, 2.0]
+    images = frames(deviations)
+    images[7].positions[2] = images[7].positions[0] + [0.3, 0, 0]
+    outcome = select_batch(images, settings, TrustWindow(lo=0.05, hi=0.5), calculator=PlantedCommittee())
+    picked = outcome.indices.tolist()
+    # frame 0 is accurate (below lo), frame 7 unphysical; the rest, inside or above the window, alike
+    assert len(picked) == 6 and set(picked) <= {1, 2, 3, 4, 5, 6, 8, 9}
+    assert outcome.info["origin"] == {"all": 6}
+    assert outcome.info["ineligible"] == {"unphysical": 1, "accurate": 1}
+    assert sorted(picked) != [1, 2, 3, 4, 5, 8]  # not the six lowest deviations: random, not windowed
 
 
 def test_scores_are_computed_where_missing_and_exhaustion_is_reported():

@@ -74,4 +74,4 @@ def test_trust_window_refuses_bad_bounds(values, message):
 
 def test_trust_window_defaults_and_target_error():
     window = TrustWindow.from_mapping({"target_force_error": 0.1})
-    assert (window.lo, window.hi, window.target_force_error) == (0.05, 0.5, 0.1)
+    assert (window.lo, window.hi, window.target_force_error) == (0.15, 1.0, 0.1)

@@ -119,6 +119,12 @@ def test_unknown_or_ignored_options_are_errors_not_type_errors():
         SelectionSettings.from_mapping({"budget": 0})
     with pytest.raises(SettingsError, match=r"unknown strategy 'hybird'; did you mean `hybrid`\?"):
         SelectionSettings.from_mapping({"strategy": "hybird"})
+    with pytest.raises(SettingsError, match=r"strategy 'hybrid' selects inside the trust window"):
+        SelectionSettings.from_mapping({"strategy": "hybrid", "windowed": False})
+    with pytest.raises(SettingsError, match=r"option top_up applies only with windowed: true"):
+        SelectionSettings.from_mapping({"top_up": False})
+    assert SelectionSettings.from_mapping({"strategy": "hybrid"}).windowed
+    assert not SelectionSettings.from_mapping({}).windowed
     with pytest.raises(SettingsError, match=r"`selection.trust`: the trust window needs lo < hi"):
         SelectParameters.from_mapping({"trust": {"lo": 0.5, "hi": 0.1}})
     # every strategy function takes exactly the options the settings give it

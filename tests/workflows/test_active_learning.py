@@ -132,8 +132,11 @@ def test_walkers_that_explode_at_their_first_check_end_with_406(engine_code):
 def test_protocols_are_listed_and_merged():
     protocols = ActiveLearningWorkChain.get_available_protocols()
     assert set(protocols) == {"fast", "balanced", "precise"}
-    inputs = ActiveLearningWorkChain.get_protocol_inputs("precise", {"trust": {"hi": 0.5}})
-    assert inputs["trust"] == {"lo": 0.03, "hi": 0.5}
+    inputs = ActiveLearningWorkChain.get_protocol_inputs("precise", {"trust": {"hi": 0.6}})
+    assert inputs["trust"] == {"hi": 0.6}  # every protocol keeps TrustWindow's defaults, the one owner
+    for name in protocols:
+        assert ActiveLearningWorkChain.get_protocol_inputs(name)["trust"] == {}
+        assert ActiveLearningWorkChain.get_protocol_inputs(name)["selection"]["strategy"] == "random"
     assert np.isclose(inputs["convergence"]["accurate_fraction"], 0.99)
     with pytest.raises(ValueError, match="unknown protocol"):
         ActiveLearningWorkChain.get_protocol_inputs("sloppy")

@@ -53,10 +53,11 @@ ENGINE_OPTIONS = {
 AL_OVERRIDES = {
     "initial": {"copies_per_structure": 8, "rattle": 0.1, "strain": 0.02, "seed": 0},
     "exploration": {
-        "md": {"steps": 300, "timestep": 2.0, "check_interval": 5, "walkers": 1, "break_threshold": 2.0},
+        "md": {"steps": 300, "timestep": 2.0, "check_interval": 5, "walkers": 1},
         "schedule": [{"temperatures": [300, 600]}, {"temperatures": [[600, 1200]]}],
     },
-    "trust": {"lo": 0.2, "hi": 1.0},
+    # the shipped trust window (0.15-1.0 eV/Angstrom, walkers break at 2.0) and selection (random,
+    # not windowed): no override
     "selection": {"budget": 8},
     "convergence": {"accurate_fraction": 0.95, "patience": 1, "max_iterations": 6},
     "training": {
