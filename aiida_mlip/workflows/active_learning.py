@@ -1,15 +1,14 @@
 """``ActiveLearningWorkChain`` (``mlip.active_learning``): grow a committee potential until it is trusted.
 
-One iteration: explore (MD with the committee, ``ExplorationWorkChain``) -> select (a de-duplicated,
-D-optimal batch among the frames in the trust window, ``SelectCalculation``) -> label
-(``LabellingWorkChain``: an ASE calculator or Quantum ESPRESSO) -> merge (a new ``DatasetData``
-version, ``merge_datasets``) -> train (``TrainingWorkChain``, warm-started from the last committee)
--> check convergence. Without an initial dataset, rattled and strained copies of the structures are
-labelled first; without an initial potential, a first committee is trained on them.
+One iteration: explore (MD with the committee, ``ExplorationWorkChain``) -> select (a batch by the
+``selection`` strategy, ``SelectCalculation``) -> label (``LabellingWorkChain``: ASE or Quantum
+ESPRESSO) -> calibrate the uncertainty on the new labels -> merge (a new ``DatasetData`` version)
+-> train (``TrainingWorkChain``, warm-started) -> check convergence. Without an initial dataset,
+rattled and strained copies of the structures are labelled first, and a first committee is trained.
 
 The loop follows the concurrent-learning scheme of DP-GEN (Zhang et al., Comput. Phys. Commun. 253,
-107206 (2020)) with the D-optimal selection of Podryabinkin & Shapeev (Comput. Mater. Sci. 140, 171
-(2017)).
+107206 (2020)); the D-optimal strategies are those of Podryabinkin & Shapeev (Comput. Mater. Sci.
+140, 171 (2017)).
 """
 
 from __future__ import annotations
@@ -338,9 +337,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.training
         if not node.is_finished_ok or "potential" not in node.outputs:
             self._attach_outputs()
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(
-                message=describe_failure(node)
-            )
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=describe_failure(node))
         metrics = node.outputs.metrics.get_dict() if "metrics" in node.outputs else {}
         status = metrics.get("status", "ok")
         self.ctx.record.setdefault("training_status", status)
