@@ -323,7 +323,7 @@ def shared_run_overrides() -> dict:
             "md": {"steps": 60, "check_interval": 5, "timestep": 2.0, "break_threshold": 5.0},
             "schedule": [
                 {"temperatures": [300]},
-                {"temperatures": [300], "trust_lo": 50.0, "trust_hi": 100.0, "break_threshold": 100.0},
+                {"temperatures": [300], "trust": {"lo": 50.0, "hi": 100.0}, "break_threshold": 100.0},
             ],
         },
         "trust": {"lo": 0.01, "hi": 5.0},

@@ -13,6 +13,7 @@ import yaml
 from ase import Atoms
 from ase.io import read, write
 
+from aiida_mlip.exploration.parameters import BREAK_FACTOR
 from aiida_mlip.potentials.frames import Frames
 from tests.exploration.al_committee import aluminium, committee_files
 
@@ -81,14 +82,18 @@ def test_ramp_run_writes_every_output(al_committee, tmp_path):
     assert len(candidates) == len(scores) == summary["candidates"]
     assert not candidates.is_labelled
     # a committee trained at 300 K only, ramped to 2000 K: every walker reaches the break threshold
-    # (trust_hi, 0.3 eV/A) before the end, and the frame table ends each walker on that frame
+    # (BREAK_FACTOR x trust.hi = 0.6 eV/A, or the grade's) before the end, and the frame table ends each walker on that frame
     for walker in summary["walkers"]:
         assert walker["stop_reason"] == "break_threshold" and walker["stopped_early"] is True
         assert walker["steps_done"] < parameters["steps"]
         last = [row for row in rows if int(row["walker"]) == walker["walker"]][-1]
         assert last["stop_reason"].startswith("break_threshold")
         assert int(last["step"]) == walker["steps_done"]
-        assert float(last["max_force_deviation"]) >= parameters["trust_hi"]
+        if "max force deviation" in last["stop_reason"]:
+            assert float(last["max_force_deviation"]) >= BREAK_FACTOR * parameters["trust"]["hi"]
+        else:  # the extrapolation grade watched through --training broke it first
+            assert "gamma" in last["stop_reason"]
+            assert float(last["gamma"]) >= 10.0  # gamma_break = gamma_hi, 10 by default
 
 
 @pytest.mark.parametrize(
