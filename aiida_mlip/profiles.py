@@ -138,7 +138,7 @@ def create_production_profile(settings: ProfileSettings, config=None) -> list[st
     ProfileSetupError
         When PostgreSQL or RabbitMQ does not answer, or the profile exists with other settings.
     """
-    from aiida.manage.configuration import create_profile, get_config
+    from aiida.manage.configuration import get_config
     from aiida.manage.configuration.settings import AiiDAConfigDir
     from psycopg import sql
 
@@ -185,15 +185,7 @@ def create_production_profile(settings: ProfileSettings, config=None) -> list[st
         "database_password": password,
         "repository_uri": repository.as_uri(),
     }
-    create_profile(
-        config,
-        name=settings.name,
-        email=settings.email,
-        storage_backend="core.psql_dos",
-        storage_config=storage_config,
-        broker_backend="core.rabbitmq",
-        broker_config=broker_config,
-    )
+    _create_profile_in_place(config, settings, storage_config, broker_config)
     for option, value in settings.options.items():
         config.set_option(option, value, scope=settings.name)
     config.store()
@@ -202,6 +194,31 @@ def create_production_profile(settings: ProfileSettings, config=None) -> list[st
         f"user {settings.email}"
     )
     return done
+
+
+def _create_profile_in_place(config, settings: ProfileSettings, storage_config: dict, broker_config: dict) -> None:
+    """Create the profile, its storage and its default user without loading it.
+
+    ``aiida.manage.configuration.create_profile`` loads the new profile to store the user and loads
+    the caller's one back afterwards; that closes the caller's storage, and every node the caller
+    holds then raises ``ClosedStorage``. Here the user is stored through a storage object of the new
+    profile's own, so whatever profile the caller has loaded stays as it is.
+    """
+    from aiida.orm import User
+
+    profile = config.create_profile(
+        name=settings.name,
+        storage_backend="core.psql_dos",
+        storage_config=storage_config,
+        broker_backend="core.rabbitmq",
+        broker_config=broker_config,
+    )
+    storage = profile.storage_cls(profile)
+    try:
+        User(email=settings.email, backend=storage).store()
+    finally:
+        storage.close()
+    config.set_default_user_email(profile, settings.email)
 
 
 def drop_profile_database(settings: ProfileSettings) -> None:

@@ -350,13 +350,21 @@ class FinishedRun:
     """
 
     def __init__(self, node, structure, launch, watch, broker):
-        self.node, self.structure, self.launch, self.watch, self.broker = (
-            node,
-            structure,
-            launch,
-            watch,
-            broker,
-        )
+        self._pks = (node.pk, structure.pk)
+        self.launch, self.watch, self.broker = launch, watch, broker
+
+    # loaded anew on each access: a node object lives only as long as the storage it was loaded from
+    @property
+    def node(self):
+        from aiida import orm
+
+        return orm.load_node(self._pks[0])
+
+    @property
+    def structure(self):
+        from aiida import orm
+
+        return orm.load_node(self._pks[1])
 
     def watched(self) -> list[tuple[str, dict]]:
         """``(step, fields)`` of every event ``aiida-mlip watch`` printed (lines ``[iteration] step: {json}``)."""

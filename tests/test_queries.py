@@ -191,6 +191,8 @@ def test_potentials_from_follow_the_labels_forward(finished_run):
     assert [p.uuid for p in potentials_from(finished_run.node.outputs.dataset)] == [final.uuid]
     # the start structures: the initial copies are made from them, so both committees came from them
     assert [p.uuid for p in potentials_from(finished_run.node.inputs.structures)] == [first.uuid, final.uuid]
+    # the user's StructureData, given to `launch` by its pk, is linked to that set by a calcfunction
+    assert [p.uuid for p in potentials_from(finished_run.structure)] == [first.uuid, final.uuid]
 
 
 def test_dataset_versions_oldest_first(finished_run):

@@ -13,7 +13,7 @@ from aiida_mlip.cmdline.root import cmd_root
 
 
 def _read_structures(sources):
-    """StructureData pks or files any ASE reader understands, as ASE Atoms."""
+    """StructureData pks (as the nodes, for provenance) or files any ASE reader understands (as ASE Atoms)."""
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
     from ase.io import read
@@ -30,7 +30,7 @@ def _read_structures(sources):
                     f"node <{source}> is a {type(node).__name__}, not a StructureData",
                     param_hint="STRUCTURES",
                 )
-            images.append(node.get_ase())
+            images.append(node)
         elif pathlib.Path(source).is_file():
             try:
                 found = read(source, index=":")

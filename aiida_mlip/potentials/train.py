@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 import torch
+from ase.data import chemical_symbols
 
 from aiida_mlip.potentials.committee import (
     CommitteePotential,
@@ -585,5 +586,31 @@ def _final_metrics(trainer: _Trainer, status, model, train_data, valid_data, dev
         "train": _metrics_of(_predict(model, train_data), train_data),
     }
     if valid_data is not None:
-        metrics["valid"] = _metrics_of(_predict(model, valid_data), valid_data)
+        prediction = _predict(model, valid_data)
+        metrics["valid"] = _metrics_of(prediction, valid_data)
+        metrics["valid_pairs"] = _error_pairs(prediction, valid_data.frames)
     return metrics
+
+
+def _error_pairs(prediction: dict[str, np.ndarray], frames: Frames) -> dict[str, list]:
+    """Per frame: the committee's largest per-atom force deviation and the largest error of its mean force.
+
+    The same quantities as :func:`aiida_mlip.learning.calibration.calibration_pairs` (there from a
+    calculator, here from the trained committee's predictions): ``predicted`` is ``max_i eps_i`` with
+    ``eps_i = sqrt(< |F_i - <F_i>|^2 >)`` over the members, ``observed`` is ``max_i |<F_i> - F_i^ref|``
+    (both eV/Angstrom), ``symbols`` the element of the atom where the error is largest. On the
+    validation split, frames no member was trained on, these are calibration pairs of this committee
+    (Musil et al., J. Chem. Theory Comput. 15, 906 (2019), calibrate on a validation set).
+    """
+    forces = prediction["forces"]
+    mean = forces.mean(axis=0)
+    deviation = np.sqrt(((forces - mean) ** 2).sum(axis=2).mean(axis=0))
+    error = np.linalg.norm(mean - frames.forces, axis=1)
+    symbols = [chemical_symbols[number] for number in frames.numbers]
+    predicted, observed, worst_symbols = [], [], []
+    for start, stop in zip(frames.offsets[:-1], frames.offsets[1:], strict=True):
+        worst = start + int(np.argmax(error[start:stop]))
+        predicted.append(float(deviation[start:stop].max()))
+        observed.append(float(error[worst]))
+        worst_symbols.append(str(symbols[worst]))
+    return {"predicted": predicted, "observed": observed, "symbols": worst_symbols}

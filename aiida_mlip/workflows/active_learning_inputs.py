@@ -8,12 +8,39 @@ and the user's overrides.
 from __future__ import annotations
 
 from aiida import orm
+from aiida.engine import calcfunction
 
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.learning.settings import ActiveLearningSettings, explore_parameters
 from aiida_mlip.settings import SettingsError
 
 __all__ = ("builder_from_protocol", "explore_parameters", "validate_inputs")
+
+
+@calcfunction
+def join_structures(**structures: orm.StructureData) -> StructureSetData:
+    """The start structures as one ``StructureSetData``, in the order of their link labels.
+
+    Run as a calcfunction so the set is linked to the ``StructureData`` it came from, and every
+    potential trained from it can be found from the user's structure (``potentials_from``).
+    """
+    keys = sorted(structures, key=lambda key: int(key.rsplit("_", 1)[1]))
+    return StructureSetData.from_atoms([structures[key].get_ase() for key in keys])
+
+
+def start_structures(structures) -> StructureSetData:
+    """``structures`` (a ``StructureSetData``, or a list of ``StructureData`` / ASE ``Atoms``) as one set.
+
+    With at least one ``StructureData`` in the list, the set comes from :func:`join_structures`
+    (ASE ``Atoms`` become ``StructureData`` on the way), so it keeps its provenance.
+    """
+    if isinstance(structures, StructureSetData):
+        return structures
+    structures = list(structures)
+    if not any(isinstance(s, orm.StructureData) for s in structures):
+        return StructureSetData.from_atoms(structures)
+    nodes = [s if isinstance(s, orm.StructureData) else orm.StructureData(ase=s) for s in structures]
+    return join_structures(**{f"structure_{index}": node for index, node in enumerate(nodes)})
 
 
 def settings_of(inputs) -> dict:
@@ -79,7 +106,9 @@ def builder_from_protocol(
     Parameters
     ----------
     structures
-        A ``StructureSetData``, or a list of ``StructureData`` or ASE ``Atoms``.
+        A ``StructureSetData``, or a list of ``StructureData`` or ASE ``Atoms``. A list with
+        ``StructureData`` in it is joined by the :func:`join_structures` calcfunction, which links the
+        set to them.
     labeller
         ``{"ase": {"calculator": "ase.calculators.emt.EMT", "kwargs": {...}}}``, or
         ``{"pw": {"code": <pw.x code>, "pseudo_family": "...", ...}}``.
@@ -105,9 +134,7 @@ def builder_from_protocol(
 
         defaults = register_engine_codes(get_or_create_localhost(), log=lambda *_: None)
         codes = {**defaults, **(codes or {})}
-    if not isinstance(structures, StructureSetData):
-        images = [s.get_ase() if isinstance(s, orm.StructureData) else s for s in structures]
-        structures = StructureSetData.from_atoms(images)
+    structures = start_structures(structures)
     options = options or {}
     builder = cls.get_builder()
     builder.structures = structures

@@ -32,6 +32,10 @@ def test_launch_takes_a_structure_pk(finished_run):
     assert structure.get_chemical_formula() == finished_run.structure.get_ase().get_chemical_formula()
     assert structure.positions == pytest.approx(finished_run.structure.get_ase().positions, abs=1e-12)
     assert structure.cell.array == pytest.approx(finished_run.structure.get_ase().cell.array, abs=1e-12)
+    # the set was made from the user's node by a calcfunction: the provenance starts at that node
+    creator = finished_run.node.inputs.structures.creator
+    assert creator is not None and creator.process_label == "join_structures"
+    assert [n.uuid for n in creator.base.links.get_incoming().all_nodes()] == [finished_run.structure.uuid]
 
 
 def test_launch_merges_the_overrides_file_over_the_protocol(finished_run):

@@ -64,3 +64,15 @@ def test_setup_profile_names_the_service_that_is_down(aiida_profile, profile_nam
     assert "Traceback" not in down.output
     down = runner.invoke(cmd_root, ["setup", "profile", "--name", profile_name, "--postgres-port", "1"])
     assert down.exit_code == 1 and "Error: PostgreSQL does not answer at 127.0.0.1:1" in down.output
+
+
+def test_setup_profile_leaves_the_loaded_profile_usable(aiida_profile, profile_name):
+    """Creating a profile in-process must not close the storage of the one already loaded."""
+    from aiida import orm
+
+    require_component(_reachable(POSTGRES) and _reachable(RABBITMQ), "PostgreSQL and RabbitMQ on 127.0.0.1")
+    node = orm.Int(7).store()
+    result = CliRunner().invoke(cmd_root, ["setup", "profile", "--name", profile_name, "--no-default"])
+    assert result.exit_code == 0, result.output
+    assert node.value == 7 and node.is_stored  # raised ClosedStorage when aiida's create_profile switched
+    assert orm.load_node(node.pk).value == 7
