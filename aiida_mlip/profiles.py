@@ -196,7 +196,9 @@ def create_production_profile(settings: ProfileSettings, config=None) -> list[st
     return done
 
 
-def _create_profile_in_place(config, settings: ProfileSettings, storage_config: dict, broker_config: dict) -> None:
+def _create_profile_in_place(
+    config, settings: ProfileSettings, storage_config: dict, broker_config: dict
+) -> None:
     """Create the profile, its storage and its default user without loading it.
 
     ``aiida.manage.configuration.create_profile`` loads the new profile to store the user and loads
