@@ -256,7 +256,8 @@ def main(argv=None) -> int:
             "no new labels to calibrate on"
             if not calibration
             else f"calibration factor {calibration['factor']:.2f}, exponent {calibration['exponent']:.2f} "
-            f"on {calibration['n_pairs']} pairs ({calibration['n_new_pairs']} new)"
+            f"on {calibration['n_pairs']} pairs ({calibration['n_new_pairs']} new, "
+            f"{calibration.get('n_validation_pairs', 0)} validation)"
             + (" (fallback)" if calibration["fallback"] else "")
             + f", rank correlation {calibration['spearman']:.2f}"
         )
@@ -269,7 +270,7 @@ def main(argv=None) -> int:
     check = calibration_check(potential, held_out, latest[1] if latest else None)
     recorded = (
         f"with the run's calibration of {latest[0]} (factor {latest[1]['factor']:.2f}, exponent "
-        f"{latest[1]['exponent']:.2f}, {latest[1]['n_pairs']} pooled pairs): calibrated max force error "
+        f"{latest[1]['exponent']:.2f}, {latest[1]['n_pairs']} pairs): calibrated max force error "
         f"within a factor of 2 of the observed one for {100 * check['recorded']['within_factor_2']:.0f}% "
         f"of frames (median observed/predicted {check['recorded']['median_ratio']:.2f}); "
         if latest

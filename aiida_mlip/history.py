@@ -13,9 +13,10 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     training_epochs, new_frames (from the training metrics: the force RMSE on the frames new to
     the parent, before and after a warm start),
     retrained_from_scratch (bool: the no_improvement answer), calibration: {factor, exponent,
-    spearman, n_pairs, n_new_pairs, fallback, within_factor_2} (the committees' uncertainty against
-    the labels of this and earlier iterations, each frame predicted by the committee before it was
-    labelled, see aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
+    spearman, n_pairs, n_new_pairs, n_validation_pairs, fallback, within_factor_2} (the committees'
+    uncertainty against the labels of this and earlier iterations, each frame predicted by the
+    committee before it was labelled, and the committee's own validation frames, see
+    aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
     accurate_fraction, streak, rmse_met} (aiida_mlip.learning.convergence.decide)
 
 The accurate fraction is over every checked frame, failed ones included. ``new_record``,

@@ -74,7 +74,13 @@ def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
         fit = results["calibration"][key]["fit"]
         assert record["calibration"]["factor"] == pytest.approx(fit["factor"])
         pooled += record["n_labelled"]
-        assert fit["n_pairs"] == pooled and record["calibration"]["n_new_pairs"] == record["n_labelled"]
+        calibration = results["calibration"][key].get_dict()
+        n_valid = len(calibration["validation_pairs"]["predicted"])
+        assert len(calibration["pooled_pairs"]["predicted"]) == pooled
+        assert record["calibration"]["n_new_pairs"] == record["n_labelled"]
+        # the committee's own validation frames join the fit (the training that made it held them out)
+        assert n_valid > 0 and record["calibration"]["n_validation_pairs"] == n_valid
+        assert fit["n_pairs"] == pooled + n_valid
         assert 0.3 <= fit["exponent"] <= 1.5
         assert fit["spearman"] is not None and math.isfinite(fit["spearman"])
         assert key in results["reliability_diagram"]
@@ -87,12 +93,11 @@ def test_calibrated_errors_hold_on_held_out_frames(demo_run):
     assert latest is not None, "every calibration fell back (fewer than 10 pairs)"
     check = calibration_check(results["potential"], held_out_set(), latest[1])
     assert check["n_frames"] == 30
-    # The run's own calibration is fitted on the frames it labelled, which with the default window
-    # (random among frames above lo = 0.15 eV/A) all lie above the held-out frames' deviations
-    # (0.007-0.08 eV/A): measured with the shipped defaults, 50 % of held-out frames within a factor
-    # of 2, median observed/predicted 1.99 (issue 11 stays open on this). What holds: the committee
-    # ranks the held-out errors, the recorded fit is right within a factor of 3 in the median, and a
-    # calibration of the same form fitted on half of the held-out frames predicts the other half.
+    # The new labels all lie above the held-out frames' deviations (0.007-0.08 eV/A); the committee's
+    # own validation frames, which join each fit, reach down there. Without them (labels only), 50 %
+    # of the held-out frames were within a factor of 2, median observed/predicted 1.99.
+    print(f"held-out calibration check: {check}")
     assert check["spearman"] > 0.5, check
-    assert 1 / 3 < check["recorded"]["median_ratio"] < 3.0, check
+    assert check["recorded"]["within_factor_2"] >= 0.8, check
+    assert 1 / 2 < check["recorded"]["median_ratio"] < 2.0, check
     assert check["two_fold"]["within_factor_2"] >= 0.8, check

@@ -224,7 +224,8 @@ def _print_status(node):
             spearman = calibration.get("spearman")
             echo.echo(
                 f"iteration {record['iteration']}: calibration on {calibration.get('n_pairs')} pairs "
-                f"({calibration.get('n_new_pairs', calibration.get('n_pairs'))} new labels), "
+                f"({calibration.get('n_new_pairs', calibration.get('n_pairs'))} new labels, "
+                f"{calibration.get('n_validation_pairs', 0)} validation frames), "
                 f"factor {calibration.get('factor'):.2f}, exponent {calibration.get('exponent', 1.0):.2f}"
                 + (" (fallback: too few pairs)" if calibration.get("fallback") else "")
                 + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"

@@ -62,6 +62,8 @@ __all__ = (
     "CalibrationWarning",
     "calibration_pairs",
     "fit_calibration",
+    "fit_with_validation",
+    "validation_pairs",
     "plot_reliability",
 )
 
@@ -438,6 +440,33 @@ def fit_calibration(pairs: CalibrationPairs, min_pairs: int = DEFAULT_MIN_PAIRS)
         log_spread=float(residual.std()),
         min_pairs=int(min_pairs),
     )
+
+
+def validation_pairs(metrics: Mapping[str, Any] | None) -> CalibrationPairs:
+    """The calibration pairs of a committee on its own validation split (``metrics["valid_pairs"]``).
+
+    ``metrics`` is what :func:`aiida_mlip.potentials.train.train_committee` returns (and
+    ``aiida-mlip-train`` writes): the validation frames are held out from every member, so the trained
+    committee never saw them. They span the deviations of the whole dataset, the near-equilibrium
+    start frames included, where the new labels of an iteration (all above the trust window's ``lo``)
+    do not reach. Empty without metrics or without a validation split.
+    """
+    values = (metrics or {}).get("valid_pairs")
+    return CalibrationPairs.from_dict(values) if values else CalibrationPairs.concatenate([])
+
+
+def fit_with_validation(
+    label_pairs: CalibrationPairs, metrics: Mapping[str, Any] | None = None
+) -> tuple[Calibration, CalibrationPairs]:
+    """Fit the label pairs of every iteration so far together with the committee's validation pairs.
+
+    Returns the calibration and the pairs it was fitted on. The fit's fallback warning (fewer than
+    the minimum number of pairs) is silenced: ``Calibration.fallback`` says so, and callers report it.
+    """
+    fitted = CalibrationPairs.concatenate([label_pairs, validation_pairs(metrics)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        return fit_calibration(fitted), fitted
 
 
 def plot_reliability(pairs: CalibrationPairs, calibration: Calibration, path: str | Path) -> Path:

@@ -4,8 +4,9 @@ Without an initial dataset, the loop labels these to train its first committee. 
 small to large distortions so that the first committee sees the curvature of the energy surface
 near equilibrium and a little beyond; exploration then takes over.
 
-No AiiDA import: the work chain's ``generate_initial_structures`` calcfunction and the AiiDA-free
-loop (:func:`aiida_mlip.learning.loop.run_active_learning`) both call :func:`initial_structures`.
+No AiiDA import: the ``generate_initial_structures`` calcfunction (in
+``workflows/active_learning_inputs.py``) and the AiiDA-free loop
+(:func:`aiida_mlip.learning.loop.run_active_learning`) both call :func:`initial_structures`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ Units: Angstrom, eV, eV/Angstrom, K, fs, seconds.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +41,8 @@ from aiida_mlip.exploration.parameters import ExploreParameters
 from aiida_mlip.history import close_record, exploration_fields, new_record
 from aiida_mlip.learning.calibration import (
     CalibrationPairs,
-    CalibrationWarning,
     calibration_pairs,
-    fit_calibration,
+    fit_with_validation,
 )
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
@@ -275,10 +273,12 @@ def run_active_learning(
         record["labels_origin"] = {"initial": len(dataset)}
     record["times"]["label"] = time.perf_counter() - start
     known_frames = None  # fingerprints of the frames the current committee was trained on
+    committee_metrics = None  # the training metrics of the current committee (its validation pairs)
     if model is None:
         began = time.perf_counter()
         result, metrics = _train(dataset, training, None, device)
         model, known_frames = result.model, result.training_frames
+        committee_metrics = metrics
         record["times"]["train"] = time.perf_counter() - began
         record.update(_training_fields(metrics, result.status))
     began = time.perf_counter()
@@ -343,9 +343,8 @@ def run_active_learning(
             pooled = CalibrationPairs.concatenate(
                 [pooled, calibration_pairs(calculator, labelled.to_atoms())]
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", CalibrationWarning)  # the fit says `fallback`
-                calibration = fit_calibration(pooled)
+            # with the current committee's validation pairs, as the work chain's calibrate_uncertainty does
+            calibration, _ = fit_with_validation(pooled, committee_metrics)
             record["calibration"] = calibration.to_dict()
             record["times"]["calibrate"] = time.perf_counter() - began
             target = getattr(settings.trust, "target_force_error", None)
@@ -368,6 +367,7 @@ def run_active_learning(
                 retrained = True
             if result.status in ("ok", "no_improvement"):
                 model, known_frames = result.model, result.training_frames
+                committee_metrics = metrics
             if retrained:
                 record.update(
                     {

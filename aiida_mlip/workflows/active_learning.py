@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ToContext, WorkChain, if_, while_
 
 from aiida_mlip.calculations.explore import ExploreCalculation
 from aiida_mlip.calculations.select import SelectCalculation
@@ -28,13 +28,12 @@ from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.history import close_record, exploration_fields, new_record
 from aiida_mlip.learning.convergence import ALL_FAILED, NO_NEW_LABELS, decide
-from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.learning.settings import ActiveLearningSettings
-from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.selection.trust import TrustWindow
 from aiida_mlip.workflows.active_learning_inputs import (
     builder_from_protocol,
     explore_parameters,
+    generate_initial_structures,
     validate_inputs,
 )
 from aiida_mlip.workflows.calibration import calibrate_uncertainty, calibration_summary, trust_window_from
@@ -45,18 +44,7 @@ from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.protocol import ProtocolMixin
 from aiida_mlip.workflows.training import TrainingWorkChain
 
-__all__ = ("ActiveLearningWorkChain", "generate_initial_structures")
-
-
-@calcfunction
-def generate_initial_structures(structures: StructureSetData, parameters: orm.Dict) -> StructureSetData:
-    """Return each structure followed by ``copies_per_structure`` rattled and strained copies of it.
-
-    The ``initial`` block (:class:`~aiida_mlip.learning.initial.InitialSettings`) as a ``Dict``; see
-    :func:`~aiida_mlip.learning.initial.initial_structures` for what the copies are.
-    """
-    images = initial_structures(structures.get_atoms(), InitialSettings.from_mapping(parameters.get_dict()))
-    return StructureSetData(Frames.from_atoms(images, require_labels=False))
+__all__ = ("ActiveLearningWorkChain",)
 
 
 def _span(node: orm.ProcessNode) -> float:
@@ -255,7 +243,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.calibration = None  # the latest calibration output: its pairs join the next fit
         self.ctx.history = []
         self.ctx.dataset = self.inputs.get("dataset")
-        self.ctx.potential = self.inputs.get("potential")
+        self.ctx.potential, self.ctx.potential_metrics = self.inputs.get("potential"), None
         self.ctx.record = {}
         self.ctx.retrain_from_scratch = False
         trust = TrustWindow.from_mapping(self.inputs.trust.get_dict())
@@ -352,6 +340,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.retrain_from_scratch = True
             return None
         self.ctx.potential = node.outputs.potential
+        # its validation pairs join the next calibration
+        self.ctx.potential_metrics = node.outputs.metrics if "metrics" in node.outputs else None
         valid = metrics.get("valid", {}).get("mean") or metrics.get("train", {}).get("mean") or {}
         self.ctx.record.update(
             rmse_energy=valid.get("energy_per_atom"),
@@ -488,15 +478,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def _calibrate(self, labels: DatasetData) -> None:
-        """Calibrate the current committee on new labels (pooled with the previous calibration's pairs).
+        """Calibrate the current committee on new labels (pooled with the earlier ones and its validation pairs).
 
         With a target error, the fit sets the next window.
         """
-        previous = self.ctx.get("calibration")
+        optional = {"previous": self.ctx.get("calibration"), "validation": self.ctx.get("potential_metrics")}
         outputs = calibrate_uncertainty(
             self.ctx.potential,
             labels,
-            **({"previous": previous} if previous is not None else {}),
+            **{key: node for key, node in optional.items() if node is not None},
             metadata={"call_link_label": f"calibrate_{self.ctx.iteration}"},
         )
         self.ctx.calibration = outputs["calibration"]
@@ -507,7 +497,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.record["calibration"] = summary
         spearman = summary["spearman"]
         self.report(
-            f"calibration on {summary['n_new_pairs']} new label(s) ({summary['n_pairs']} pooled): "
+            f"calibration on {summary['n_new_pairs']} new label(s) ({summary['n_pairs']} pairs with earlier "
+            f"labels and {summary['n_validation_pairs']} validation frames): "
             f"factor {summary['factor']:.2f}, exponent {summary['exponent']:.2f}"
             + (" (fallback: too few pairs)" if summary["fallback"] else "")
             + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"

@@ -11,10 +11,19 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_mlip.data.structures import StructureSetData
+from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.learning.settings import ActiveLearningSettings, explore_parameters
+from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.settings import SettingsError
 
-__all__ = ("builder_from_protocol", "explore_parameters", "validate_inputs")
+__all__ = (
+    "builder_from_protocol",
+    "explore_parameters",
+    "generate_initial_structures",
+    "join_structures",
+    "start_structures",
+    "validate_inputs",
+)
 
 
 @calcfunction
@@ -26,6 +35,17 @@ def join_structures(**structures: orm.StructureData) -> StructureSetData:
     """
     keys = sorted(structures, key=lambda key: int(key.rsplit("_", 1)[1]))
     return StructureSetData.from_atoms([structures[key].get_ase() for key in keys])
+
+
+@calcfunction
+def generate_initial_structures(structures: StructureSetData, parameters: orm.Dict) -> StructureSetData:
+    """Return each structure followed by ``copies_per_structure`` rattled and strained copies of it.
+
+    The ``initial`` block (:class:`~aiida_mlip.learning.initial.InitialSettings`) as a ``Dict``; see
+    :func:`~aiida_mlip.learning.initial.initial_structures` for what the copies are.
+    """
+    images = initial_structures(structures.get_atoms(), InitialSettings.from_mapping(parameters.get_dict()))
+    return StructureSetData(Frames.from_atoms(images, require_labels=False))
 
 
 def start_structures(structures) -> StructureSetData:

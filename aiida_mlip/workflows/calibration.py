@@ -14,7 +14,6 @@ a target force error into the trust window of the next iteration.
 from __future__ import annotations
 
 import tempfile
-import warnings
 
 from aiida import orm
 from aiida.engine import calcfunction
@@ -27,7 +26,10 @@ __all__ = ("calibrate_uncertainty", "calibration_summary", "trust_window_from")
 
 @calcfunction
 def calibrate_uncertainty(
-    potential: PotentialData, labels: DatasetData, previous: orm.Dict | None = None
+    potential: PotentialData,
+    labels: DatasetData,
+    previous: orm.Dict | None = None,
+    validation: orm.Dict | None = None,
 ) -> dict:
     """Calibrate ``potential``'s force deviation on ``labels`` (frames it was not trained on).
 
@@ -41,6 +43,11 @@ def calibrate_uncertainty(
         The ``calibration`` output of the previous iteration, or None: its ``pooled_pairs`` (each
         predicted by the committee before that frame was labelled) join the fit, which then spans
         the deviations of every iteration so far instead of one trust window's.
+    validation
+        The ``metrics`` of the training that made ``potential``, or None: its ``valid_pairs`` (the
+        committee on its own validation split, frames no member was trained on) join the fit. They
+        reach down to the near-equilibrium deviations that new labels, all above the trust window's
+        ``lo``, never do; without them the fit extrapolates there.
 
     Returns
     -------
@@ -49,14 +56,16 @@ def calibrate_uncertainty(
         pivot, per-element factors, Spearman rank correlation, number of pooled pairs, fallback
         flag), ``pairs`` (this iteration's: per frame the predicted max force deviation and the
         observed max force error, eV/Angstrom, and the element of the worst atom) and
-        ``pooled_pairs`` (the previous ones and these: what was fitted); ``reliability_diagram``: PNG
-        of the pooled pairs.
+        ``pooled_pairs`` (the previous ones and these, carried to the next iteration) and
+        ``validation_pairs`` (the committee's own validation split); the fit is on the pooled and
+        validation pairs together. ``reliability_diagram``: PNG of the fitted pairs.
     """
     from aiida_mlip.learning.calibration import (
         CalibrationPairs,
         calibration_pairs,
-        fit_calibration,
+        fit_with_validation,
         plot_reliability,
+        validation_pairs,
     )
 
     calculator = potential.get_calculator(device="cpu", spread_every=1)
@@ -67,16 +76,20 @@ def calibrate_uncertainty(
         pooled = CalibrationPairs.concatenate(
             [CalibrationPairs.from_dict(earlier.get("pooled_pairs", earlier["pairs"])), pairs]
         )
-    with warnings.catch_warnings():
-        # fewer than the minimum number of pairs: the fit says so (`fallback`), the work chain reports it
-        warnings.simplefilter("ignore")
-        calibration = fit_calibration(pooled)
+    metrics = validation.get_dict() if validation is not None else None
+    # fewer than the minimum number of pairs: the fit says so (`fallback`), the work chain reports it
+    calibration, fitted = fit_with_validation(pooled, metrics)
     with tempfile.TemporaryDirectory() as tmp:
-        path = plot_reliability(pooled, calibration, f"{tmp}/reliability.png")
+        path = plot_reliability(fitted, calibration, f"{tmp}/reliability.png")
         diagram = orm.SinglefileData(path)
     return {
         "calibration": orm.Dict(
-            {"fit": calibration.to_dict(), "pairs": pairs.to_dict(), "pooled_pairs": pooled.to_dict()}
+            {
+                "fit": calibration.to_dict(),
+                "pairs": pairs.to_dict(),
+                "pooled_pairs": pooled.to_dict(),
+                "validation_pairs": validation_pairs(metrics).to_dict(),
+            }
         ),
         "reliability_diagram": diagram,
     }
@@ -85,7 +98,8 @@ def calibrate_uncertainty(
 def calibration_summary(calibration: orm.Dict) -> dict:
     """The history's view of a calibration: factor, exponent, Spearman rank correlation, pairs, fallback.
 
-    ``n_pairs`` counts the pooled pairs the fit used, ``n_new_pairs`` this iteration's.
+    ``n_pairs`` counts the pairs the fit used, ``n_new_pairs`` this iteration's new labels and
+    ``n_validation_pairs`` the committee's validation frames among them.
     """
     fit = calibration["fit"]
     summary = {
@@ -93,6 +107,7 @@ def calibration_summary(calibration: orm.Dict) -> dict:
         for key in ("factor", "exponent", "spearman", "n_pairs", "fallback", "within_factor_2")
     }
     summary["n_new_pairs"] = len(calibration["pairs"]["predicted"])
+    summary["n_validation_pairs"] = len(calibration.get("validation_pairs", {}).get("predicted", []))
     return summary
 
 
