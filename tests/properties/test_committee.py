@@ -10,8 +10,10 @@ from aiida_mlip.properties import PropertyInputError
 from aiida_mlip.properties.committee import Estimate, committee_property
 from aiida_mlip.properties.elastic import elastic_constants
 from aiida_mlip.properties.eos import equation_of_state
+from aiida_mlip.properties.neb import nudged_elastic_band
 from aiida_mlip.properties.phonons import phonons
 from tests.properties.conftest import emt_fcc
+from tests.properties.test_neb import vacancy_hop
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,14 @@ def test_any_list_of_calculators_is_a_committee():
     assert result["X_3"].mean == pytest.approx(8.60, abs=0.02)
     with pytest.raises(TypeError, match="committee calculator or a sequence"):
         committee_property(phonons, emt_fcc("Al"), EMT())
+
+
+def test_neb_spread_per_image_and_barrier_error_bar(committee):
+    initial, final = vacancy_hop()
+    settings = {"images": 3, "relax_endpoints": False, "steps": 5}
+    result = nudged_elastic_band(initial, final, calculator=committee, settings=settings)
+    assert result.member_energies.shape == (3, 3)
+    assert result.spread[0] == 0.0 and result.spread[1] > 0
+    np.testing.assert_allclose(result.member_energies.mean(0), result.energies, atol=1e-8)
+    per_member = committee_property(nudged_elastic_band, initial, committee, final=final, settings=settings)
+    assert per_member["barrier"].spread > 0
