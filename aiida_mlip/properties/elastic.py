@@ -24,7 +24,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
 from aiida_mlip.properties.checks import check_strains, require_periodic, resolve_settings
-from aiida_mlip.properties.relax import RelaxSettings, prepare, relax_ions
+from aiida_mlip.properties.relax import RelaxSettings, at_fixed_cell, prepare
 
 __all__ = (
     "ElasticResult",
@@ -198,10 +198,7 @@ def elastic_constants(
 
     def stress(component: int, strain: float) -> np.ndarray:
         deformed = strained(structure, component, strain)
-        if settings.relax != "none":
-            deformed = relax_ions(deformed, calculator, settings.fmax, settings.relax_steps)
-        else:
-            deformed.calc = calculator
+        deformed = at_fixed_cell(deformed, calculator, settings)
         return deformed.get_stress() / units.GPa
 
     c_by_strain = {}

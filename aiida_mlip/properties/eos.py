@@ -22,7 +22,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
 from aiida_mlip.properties.checks import require_periodic, resolve_settings
-from aiida_mlip.properties.relax import RelaxSettings, prepare, relax_ions
+from aiida_mlip.properties.relax import RelaxSettings, at_fixed_cell, prepare
 
 __all__ = ("EOSResult", "EOSSettings", "birch_murnaghan_fit", "cubic_lattice_constant", "equation_of_state")
 
@@ -180,10 +180,7 @@ def equation_of_state(
     for scale in scales:
         scaled = structure.copy()
         scaled.set_cell(structure.cell.array * scale ** (1.0 / 3.0), scale_atoms=True)
-        if settings.relax != "none":
-            scaled = relax_ions(scaled, calculator, settings.fmax, settings.relax_steps)
-        else:
-            scaled.calc = calculator
+        scaled = at_fixed_cell(scaled, calculator, settings)
         volumes.append(scaled.get_volume())
         energies.append(scaled.get_potential_energy())
         stress = scaled.get_stress() if "stress" in calculator.implemented_properties else np.full(6, np.nan)

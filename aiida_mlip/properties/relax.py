@@ -17,7 +17,7 @@ from ase.optimize import BFGS
 from aiida_mlip.properties.checks import require_calculator
 from aiida_mlip.settings import Settings
 
-__all__ = ("RelaxSettings", "prepare", "relax_cell", "relax_ions")
+__all__ = ("RelaxSettings", "at_fixed_cell", "prepare", "relax_cell", "relax_ions")
 
 
 class RelaxSettings(Settings):
@@ -86,3 +86,11 @@ def prepare(atoms: Atoms, calculator: Calculator | None, settings: RelaxSettings
     structure = atoms.copy()
     structure.calc = calculator
     return structure, calculator
+
+
+def at_fixed_cell(atoms: Atoms, calculator: Calculator, settings: RelaxSettings) -> Atoms:
+    """``atoms`` (a deformed cell) with ``calculator`` attached, its ions relaxed unless ``settings.relax`` is ``"none"``."""
+    if settings.relax == "none":
+        atoms.calc = calculator
+        return atoms
+    return relax_ions(atoms, calculator, settings.fmax, settings.relax_steps)
