@@ -98,6 +98,20 @@ class CommitteeCalculator(Calculator):
     def committee_size(self) -> int:
         return self.model.committee_size
 
+    def member_calculators(self) -> list[CommitteeCalculator]:
+        """One calculator per committee member (same device, dtype and skin), to compute a property per member.
+
+        Each is a :class:`CommitteeCalculator` over a committee of one
+        (:meth:`~.committee.CommitteePotential.member`): its ``energy``, ``forces`` and ``stress``
+        are that member's alone.
+        """
+        return [
+            CommitteeCalculator(
+                self.model.member(k), device=self.device, dtype=self.model.dtype, skin=self.neighbours.skin
+            )
+            for k in range(self.committee_size)
+        ]
+
     def _batch(self, atoms: Atoms):
         slots = self.neighbours.update(atoms.positions, atoms.cell.array, atoms.pbc)
         return self.model.batch(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, slots=slots)

@@ -27,6 +27,7 @@ J. Chem. Phys. 153, 104105 (2020); Imbalzano et al., J. Chem. Phys. 154, 074102 
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,21 @@ class CommitteePotential(torch.nn.Module):
                     parameter[k] = value / fan_in**0.5
                 self.w3[k] = torch.randn(h, generator=generator, dtype=torch.float64) / h**0.5
                 self.b1[k], self.b2[k], self.b3[k] = 0.0, 0.0, 0.0
+
+    def member(self, k: int) -> CommitteePotential:
+        """Member ``k`` alone, as a committee of one (a copy sharing nothing, same descriptor and buffers).
+
+        Used to evaluate a property once per member (:mod:`aiida_mlip.properties.committee`); its
+        predictions equal the ``k``-th of the committee's to the last bit.
+        """
+        if not 0 <= k < self.committee_size:
+            raise IndexError(f"member {k} of a committee of {self.committee_size}")
+        single = copy.deepcopy(self)
+        single.committee_size = 1
+        with torch.no_grad():
+            for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
+                setattr(single, name, torch.nn.Parameter(getattr(self, name)[k : k + 1].clone()))
+        return single
 
     def species_of(self, numbers: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Species indices of atomic numbers; ``ValueError`` for an element the model does not know."""
