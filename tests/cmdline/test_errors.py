@@ -16,11 +16,18 @@ from aiida_mlip.cmdline.errors import one_line, validation_message
 
 @pytest.fixture
 def fresh_cli_logging(monkeypatch):
-    """Each real command is a new process; in process, let ``-v`` take effect again."""
+    """Each real command is a new process; in process, let ``-v`` take effect, and undo it afterwards.
+
+    ``-v debug`` sets the level of aiida's loggers and handlers through ``configure_logging``; left
+    in place, every later command of the session would print its debug lines.
+    """
     from aiida.common import log
 
     monkeypatch.setattr(log, "CLI_ACTIVE", None)
     monkeypatch.setattr(log, "CLI_LOG_LEVEL", None)
+    yield
+    log.CLI_LOG_LEVEL = None
+    log.configure_logging(with_orm=True)
 
 
 def _garbage(tmp_path) -> str:
