@@ -64,7 +64,7 @@ def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
     results, _ = demo_run
     history = results["history"]["iterations"]
     assert sum(record["n_labelled"] > 0 for record in history) >= 2
-    pooled = 0
+    pooled = n_valid_before = 0
     for record in history:
         key = f"iteration_{record['iteration']}"
         if not record["n_labelled"]:
@@ -78,8 +78,10 @@ def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
         n_valid = len(calibration["validation_pairs"]["predicted"])
         assert len(calibration["pooled_pairs"]["predicted"]) == pooled
         assert record["calibration"]["n_new_pairs"] == record["n_labelled"]
-        # the committee's own validation frames join the fit (the training that made it held them out)
-        assert n_valid > 0 and record["calibration"]["n_validation_pairs"] == n_valid
+        # each committee's own validation frames join the fit (the training that made it held them
+        # out), pooled over the committees so far like the label pairs
+        assert n_valid > n_valid_before and record["calibration"]["n_validation_pairs"] == n_valid
+        n_valid_before = n_valid
         assert fit["n_pairs"] == pooled + n_valid
         assert 0.3 <= fit["exponent"] <= 1.5
         assert fit["spearman"] is not None and math.isfinite(fit["spearman"])

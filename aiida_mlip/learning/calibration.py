@@ -456,14 +456,14 @@ def validation_pairs(metrics: Mapping[str, Any] | None) -> CalibrationPairs:
 
 
 def fit_with_validation(
-    label_pairs: CalibrationPairs, metrics: Mapping[str, Any] | None = None
+    label_pairs: CalibrationPairs, validation: CalibrationPairs | None = None
 ) -> tuple[Calibration, CalibrationPairs]:
-    """Fit the label pairs of every iteration so far together with the committee's validation pairs.
+    """Fit the label pairs of every iteration so far together with the committees' validation pairs.
 
     Returns the calibration and the pairs it was fitted on. The fit's fallback warning (fewer than
     the minimum number of pairs) is silenced: ``Calibration.fallback`` says so, and callers report it.
     """
-    fitted = CalibrationPairs.concatenate([label_pairs, validation_pairs(metrics)])
+    fitted = CalibrationPairs.concatenate([label_pairs, validation or CalibrationPairs.concatenate([])])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         return fit_calibration(fitted), fitted

@@ -43,6 +43,7 @@ from aiida_mlip.learning.calibration import (
     CalibrationPairs,
     calibration_pairs,
     fit_with_validation,
+    validation_pairs,
 )
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
@@ -291,7 +292,7 @@ def run_active_learning(
     initial_record = record
 
     window, source = settings.trust, "fixed"
-    pooled = CalibrationPairs.concatenate([])
+    pooled = validation = CalibrationPairs.concatenate([])
     for iteration in range(1, settings.convergence.max_iterations + 1):
         start = time.perf_counter()
         record = new_record(iteration)
@@ -343,8 +344,9 @@ def run_active_learning(
             pooled = CalibrationPairs.concatenate(
                 [pooled, calibration_pairs(calculator, labelled.to_atoms())]
             )
-            # with the current committee's validation pairs, as the work chain's calibrate_uncertainty does
-            calibration, _ = fit_with_validation(pooled, committee_metrics)
+            # with each committee's validation pairs so far, as the work chain's calibrate_uncertainty does
+            validation = CalibrationPairs.concatenate([validation, validation_pairs(committee_metrics)])
+            calibration, _ = fit_with_validation(pooled, validation)
             record["calibration"] = calibration.to_dict()
             record["times"]["calibrate"] = time.perf_counter() - began
             target = getattr(settings.trust, "target_force_error", None)

@@ -57,8 +57,9 @@ def calibrate_uncertainty(
         flag), ``pairs`` (this iteration's: per frame the predicted max force deviation and the
         observed max force error, eV/Angstrom, and the element of the worst atom) and
         ``pooled_pairs`` (the previous ones and these, carried to the next iteration) and
-        ``validation_pairs`` (the committee's own validation split); the fit is on the pooled and
-        validation pairs together. ``reliability_diagram``: PNG of the fitted pairs.
+        ``validation_pairs`` (those of this committee's validation split and of every committee
+        before it, carried like ``pooled_pairs``); the fit is on the pooled and validation pairs
+        together. ``reliability_diagram``: PNG of the fitted pairs.
     """
     from aiida_mlip.learning.calibration import (
         CalibrationPairs,
@@ -76,9 +77,14 @@ def calibrate_uncertainty(
         pooled = CalibrationPairs.concatenate(
             [CalibrationPairs.from_dict(earlier.get("pooled_pairs", earlier["pairs"])), pairs]
         )
-    metrics = validation.get_dict() if validation is not None else None
+    # this committee's validation pairs join those of the committees before it
+    checked = validation_pairs(validation.get_dict() if validation is not None else None)
+    if previous is not None and "validation_pairs" in previous.get_dict():
+        checked = CalibrationPairs.concatenate(
+            [CalibrationPairs.from_dict(previous.get_dict()["validation_pairs"]), checked]
+        )
     # fewer than the minimum number of pairs: the fit says so (`fallback`), the work chain reports it
-    calibration, fitted = fit_with_validation(pooled, metrics)
+    calibration, fitted = fit_with_validation(pooled, checked)
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_reliability(fitted, calibration, f"{tmp}/reliability.png")
         diagram = orm.SinglefileData(path)
@@ -88,7 +94,7 @@ def calibrate_uncertainty(
                 "fit": calibration.to_dict(),
                 "pairs": pairs.to_dict(),
                 "pooled_pairs": pooled.to_dict(),
-                "validation_pairs": validation_pairs(metrics).to_dict(),
+                "validation_pairs": checked.to_dict(),
             }
         ),
         "reliability_diagram": diagram,
@@ -99,7 +105,7 @@ def calibration_summary(calibration: orm.Dict) -> dict:
     """The history's view of a calibration: factor, exponent, Spearman rank correlation, pairs, fallback.
 
     ``n_pairs`` counts the pairs the fit used, ``n_new_pairs`` this iteration's new labels and
-    ``n_validation_pairs`` the committee's validation frames among them.
+    ``n_validation_pairs`` the committees' validation frames among them.
     """
     fit = calibration["fit"]
     summary = {
