@@ -341,13 +341,16 @@ def run_active_learning(
         if labelled is not None:
             began = time.perf_counter()
             # pooled with the earlier iterations' pairs, as the work chain's calibrate_uncertainty does
-            pooled = CalibrationPairs.concatenate(
-                [pooled, calibration_pairs(calculator, labelled.to_atoms())]
-            )
+            new_pairs = calibration_pairs(calculator, labelled.to_atoms())
+            pooled = CalibrationPairs.concatenate([pooled, new_pairs])
             # with each committee's validation pairs so far, as the work chain's calibrate_uncertainty does
             validation = CalibrationPairs.concatenate([validation, validation_pairs(committee_metrics)])
             calibration, _ = fit_with_validation(pooled, validation)
-            record["calibration"] = calibration.to_dict()
+            record["calibration"] = {
+                **calibration.to_dict(),
+                "n_new_pairs": len(new_pairs),
+                "n_validation_pairs": len(validation),
+            }
             record["times"]["calibrate"] = time.perf_counter() - began
             target = getattr(settings.trust, "target_force_error", None)
             if target is not None and not calibration.fallback:

@@ -87,9 +87,13 @@ def test_two_iterations_record_where_labels_came_from():
         assert all(value >= 0 for value in record["times"].values())
         assert record["wall_time"] >= sum(record["times"].values()) - 1e-9
         if record["n_labelled"]:
-            # pooled: every label since the initial training, each judged by the committee before it
-            assert record["calibration"]["n_pairs"] == total - 6
-            assert record["calibration"]["fallback"]  # at most 6 pairs < 10
+            # pooled: every label since the initial training, each judged by the committee before it,
+            # and every committee's validation frames
+            calibration = record["calibration"]
+            assert calibration["n_new_pairs"] == record["n_labelled"]
+            assert calibration["n_validation_pairs"] >= 1
+            assert calibration["n_pairs"] == total - 6 + calibration["n_validation_pairs"]
+            assert calibration["fallback"] == (calibration["n_pairs"] < 10)
             assert record["training_status"] in ("ok", "no_improvement")
             assert record["epochs_run"] >= 1
             # the warm start knew which labels were new: the parent's training frames were passed on
@@ -114,7 +118,8 @@ def test_a_target_force_error_sets_the_next_window_from_the_calibration():
     first, second = run_active_learning([aluminium()], EMT, settings, seed=0, log=None)[1:]
     assert first["trust"]["source"] == "fixed"
     calibration = first["calibration"]
-    assert calibration["n_pairs"] == first["n_labelled"] == 10
+    assert first["n_labelled"] == calibration["n_new_pairs"] == 10
+    assert calibration["n_pairs"] == 10 + calibration["n_validation_pairs"]
     assert not calibration["fallback"]
     factor = max([calibration["factor"], *calibration["per_element"].values()])
     assert second["trust"]["lo"] == pytest.approx(0.1 / factor)

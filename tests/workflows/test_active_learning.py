@@ -62,13 +62,18 @@ def test_loop_runs_and_lineage_matches_the_dataset(engine_code):
             calibration = results["calibration"][key]
             assert calibration.creator.caller.pk == node.pk
             pooled += record["n_labelled"]
-            assert calibration["fit"]["n_pairs"] == record["calibration"]["n_pairs"] == pooled
+            # with the validation pairs of every committee so far (their trainings held them out)
+            n_valid = record["calibration"]["n_validation_pairs"]
+            assert n_valid == len(calibration["validation_pairs"]["predicted"]) >= 1
+            assert calibration["fit"]["n_pairs"] == record["calibration"]["n_pairs"] == pooled + n_valid
             assert record["calibration"]["n_new_pairs"] == len(calibration["pairs"]["predicted"])
             assert record["calibration"]["n_new_pairs"] == record["n_labelled"]
             inputs = {
                 link.link_label: link.node.pk for link in calibration.creator.base.links.get_incoming().all()
             }
             assert inputs.get("previous") == previous
+            # the metrics of the training that made the committee: its validation pairs
+            assert "valid_pairs" in orm.load_node(inputs["validation"]).get_dict()
             previous = calibration.pk
             assert results["reliability_diagram"][key].creator.pk == calibration.creator.pk
     dataset = results["dataset"]
