@@ -124,6 +124,19 @@ def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
             yield profile
 
 
+@pytest.fixture(autouse=True)
+def _reports_go_to_the_database():
+    """Every test starts with aiida's database log handler in place.
+
+    An in-process CLI command (``CliRunner``) calls ``configure_logging()`` without the ORM handler,
+    after which no process report would be stored for the rest of the session: a later test reading
+    ``Log`` entries would find none.
+    """
+    from aiida.common.log import configure_logging
+
+    configure_logging(with_orm=True)
+
+
 @pytest.fixture(scope="session")
 def backend_name(aiida_profile) -> str:
     """``"core.psql_dos"`` or ``"core.sqlite_dos"``: the storage the session profile uses."""
