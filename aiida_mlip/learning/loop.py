@@ -274,12 +274,13 @@ def run_active_learning(
         record["labels_origin"] = {"initial": len(dataset)}
     record["times"]["label"] = time.perf_counter() - start
     known_frames = None  # fingerprints of the frames the current committee was trained on
-    committee_metrics = None  # the training metrics of the current committee (its validation pairs)
+    # every adopted committee's pairs on its own validation split, for the calibration
+    validation = CalibrationPairs.concatenate([])
     if model is None:
         began = time.perf_counter()
         result, metrics = _train(dataset, training, None, device)
         model, known_frames = result.model, result.training_frames
-        committee_metrics = metrics
+        validation = validation_pairs(metrics)
         record["times"]["train"] = time.perf_counter() - began
         record.update(_training_fields(metrics, result.status))
     began = time.perf_counter()
@@ -292,7 +293,7 @@ def run_active_learning(
     initial_record = record
 
     window, source = settings.trust, "fixed"
-    pooled = validation = CalibrationPairs.concatenate([])
+    pooled = CalibrationPairs.concatenate([])
     for iteration in range(1, settings.convergence.max_iterations + 1):
         start = time.perf_counter()
         record = new_record(iteration)
@@ -344,7 +345,6 @@ def run_active_learning(
             new_pairs = calibration_pairs(calculator, labelled.to_atoms())
             pooled = CalibrationPairs.concatenate([pooled, new_pairs])
             # with each committee's validation pairs so far, as the work chain's calibrate_uncertainty does
-            validation = CalibrationPairs.concatenate([validation, validation_pairs(committee_metrics)])
             calibration, _ = fit_with_validation(pooled, validation)
             record["calibration"] = {
                 **calibration.to_dict(),
@@ -372,7 +372,7 @@ def run_active_learning(
                 retrained = True
             if result.status in ("ok", "no_improvement"):
                 model, known_frames = result.model, result.training_frames
-                committee_metrics = metrics
+                validation = CalibrationPairs.concatenate([validation, validation_pairs(metrics)])
             if retrained:
                 record.update(
                     {

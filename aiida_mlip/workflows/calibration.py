@@ -71,18 +71,18 @@ def calibrate_uncertainty(
 
     calculator = potential.get_calculator(device="cpu", spread_every=1)
     pairs = calibration_pairs(calculator, labels.get_atoms())
+    # this committee's validation pairs join those of the committees before it
+    checked = validation_pairs(validation.get_dict() if validation is not None else None)
     pooled = pairs
     if previous is not None:
         earlier = previous.get_dict()
         pooled = CalibrationPairs.concatenate(
             [CalibrationPairs.from_dict(earlier.get("pooled_pairs", earlier["pairs"])), pairs]
         )
-    # this committee's validation pairs join those of the committees before it
-    checked = validation_pairs(validation.get_dict() if validation is not None else None)
-    if previous is not None and "validation_pairs" in previous.get_dict():
-        checked = CalibrationPairs.concatenate(
-            [CalibrationPairs.from_dict(previous.get_dict()["validation_pairs"]), checked]
-        )
+        if "validation_pairs" in earlier:
+            checked = CalibrationPairs.concatenate(
+                [CalibrationPairs.from_dict(earlier["validation_pairs"]), checked]
+            )
     # fewer than the minimum number of pairs: the fit says so (`fallback`), the work chain reports it
     calibration, fitted = fit_with_validation(pooled, checked)
     with tempfile.TemporaryDirectory() as tmp:
