@@ -69,16 +69,27 @@ def _admin_connection(settings: ProfileSettings):
 
 
 def _broker_config(settings: ProfileSettings) -> dict:
+    """The broker settings of the profile, after a connection to RabbitMQ has been made with them.
+
+    aiida-core's probe connects with ``asyncio.run``, which leaves the calling thread without an event
+    loop. An AiiDA runner created earlier in the same process keeps the old loop while the processes
+    run later get a new one, and an ``core.ssh_async`` transport then fails with "Cannot run the event
+    loop while another loop is running". The probe therefore runs in a thread of its own.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
 
     try:
-        return detect_rabbitmq_config(
-            host=settings.rabbitmq_host,
-            port=settings.rabbitmq_port,
-            username=settings.rabbitmq_username,
-            password=settings.rabbitmq_password,
-            virtual_host=settings.rabbitmq_virtual_host,
-        )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rabbitmq-probe") as pool:
+            return pool.submit(
+                detect_rabbitmq_config,
+                host=settings.rabbitmq_host,
+                port=settings.rabbitmq_port,
+                username=settings.rabbitmq_username,
+                password=settings.rabbitmq_password,
+                virtual_host=settings.rabbitmq_virtual_host,
+            ).result()
     except ConnectionError as exception:
         reason = exception.__cause__ or exception
         raise ProfileSetupError(

@@ -71,8 +71,15 @@ def test_setup_profile_leaves_the_loaded_profile_usable(aiida_profile, profile_n
     from aiida import orm
 
     require_component(_reachable(POSTGRES) and _reachable(RABBITMQ), "PostgreSQL and RabbitMQ on 127.0.0.1")
+    from aiida.manage import get_manager
+    from plumpy.events import get_or_create_event_loop
+
     node = orm.Int(7).store()
+    loop = get_manager().get_runner().loop
     result = CliRunner().invoke(cmd_root, ["setup", "profile", "--name", profile_name, "--no-default"])
     assert result.exit_code == 0, result.output
     assert node.value == 7 and node.is_stored  # raised ClosedStorage when aiida's create_profile switched
     assert orm.load_node(node.pk).value == 7
+    # aiida's RabbitMQ probe (asyncio.run) left the thread without its loop; processes run afterwards
+    # got a new loop, and a core.ssh_async transport then failed on the global runner's old one
+    assert get_or_create_event_loop() is loop and not loop.is_closed()
