@@ -100,6 +100,18 @@ def validate_labeller(settings: dict) -> dict:
     return {"calculator": settings["calculator"], "kwargs": kwargs, "properties": properties, "trial": trial}
 
 
+def make_calculator(settings: dict):
+    """An instance of the labeller's calculator: ``calculator`` (import path) called with ``kwargs``.
+
+    Raises
+    ------
+    ValueError
+        Settings that :func:`validate_labeller` refuses.
+    """
+    settings = validate_labeller(settings)
+    return resolve_calculator(settings["calculator"])(**settings["kwargs"])
+
+
 def closest_atoms(atoms: Atoms, below: float) -> tuple[int, int, float] | None:
     """Return ``(i, j, distance)`` of the closest pair of atoms nearer than ``below`` Angstrom.
 
@@ -187,10 +199,9 @@ def label_frames(frames: Frames, settings: dict, log=print):
         ``{"index", "error"}`` for each frame that failed.
     """
     settings = validate_labeller(settings)
-    calculator_class = resolve_calculator(settings["calculator"])
     images, indices, failures = [], [], []
     for index, atoms in enumerate(frames.to_atoms()):
-        atoms.calc = calculator_class(**settings["kwargs"])
+        atoms.calc = make_calculator(settings)
         try:
             energy = atoms.get_potential_energy()
             forces = atoms.get_forces()

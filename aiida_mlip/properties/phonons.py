@@ -35,7 +35,15 @@ from aiida_mlip.properties.checks import (
 )
 from aiida_mlip.properties.relax import RelaxSettings, prepare
 
-__all__ = ("PhononResult", "PhononSettings", "phonons", "plot_phonons", "supercell_matrix")
+__all__ = (
+    "PhononResult",
+    "PhononSettings",
+    "band_ticks",
+    "check_phonon_supercell",
+    "phonons",
+    "plot_phonons",
+    "supercell_matrix",
+)
 
 
 class PhononSettings(RelaxSettings):
@@ -86,6 +94,23 @@ def supercell_matrix(supercell) -> np.ndarray:
         matrix = np.diag(matrix)
     if matrix.shape != (3, 3):
         raise ValueError(f"supercell must be three repeats or a 3x3 matrix, got {supercell!r}")
+    return matrix
+
+
+def check_phonon_supercell(atoms: Atoms, supercell, cutoff: float | None) -> np.ndarray:
+    """The supercell matrix of ``atoms``' cell, if it is at least twice ``cutoff`` (Angstrom) wide.
+
+    Raises
+    ------
+    PropertyInputError
+        A face-to-face width under ``2 * cutoff``; the message suggests repeats of this cell that fit.
+    """
+    matrix = supercell_matrix(supercell)
+    try:
+        check_supercell_width(matrix @ atoms.cell.array, cutoff)
+    except PropertyInputError as error:
+        repeats = np.ceil(2 * cutoff / perpendicular_widths(atoms.cell.array)).astype(int)
+        raise PropertyInputError(f"{error} (e.g. supercell {repeats.tolist()} of this cell)") from None
     return matrix
 
 
@@ -202,12 +227,7 @@ def phonons(
     require_periodic(atoms, "phonons")
     calculator = require_calculator(atoms, calculator)
     cutoff = cutoff if cutoff is not None else getattr(calculator, "cutoff", None)
-    matrix = supercell_matrix(settings.supercell)
-    try:
-        check_supercell_width(matrix @ atoms.cell.array, cutoff)
-    except PropertyInputError as error:
-        repeats = np.ceil(2 * cutoff / perpendicular_widths(atoms.cell.array)).astype(int)
-        raise PropertyInputError(f"{error} (e.g. supercell {repeats.tolist()} of this cell)") from None
+    matrix = check_phonon_supercell(atoms, settings.supercell, cutoff)
     structure, calculator = prepare(atoms, calculator, settings)
 
     unitcell = PhonopyAtoms(
@@ -269,6 +289,23 @@ def phonons(
     return result
 
 
+def band_ticks(band_path: str, band_distances: list[np.ndarray]) -> tuple[list[float], list[str]]:
+    """Positions (path distance) and labels (``Γ`` for ``G``; ``U|K`` at a break) of the special points of a band path."""
+    ticks, names = [], []
+    segments = parse_path_string(band_path)
+    ends = [(segment[i], segment[i + 1]) for segment in segments for i in range(len(segment) - 1)]
+    for (start, end), distances in zip(ends, band_distances, strict=True):
+        for position, label in ((distances[0], start), (distances[-1], end)):
+            label = "Γ" if label == "G" else label
+            if ticks and abs(ticks[-1] - position) < 1e-9:
+                if label not in names[-1].split("|"):
+                    names[-1] = f"{names[-1]}|{label}"
+            else:
+                ticks.append(float(position))
+                names.append(label)
+    return ticks, names
+
+
 def plot_phonons(result: PhononResult, path: str | os.PathLike) -> str:
     """Write the band structure (THz, imaginary modes below zero) and the DOS side by side as a PNG; return the path.
 
@@ -280,21 +317,9 @@ def plot_phonons(result: PhononResult, path: str | os.PathLike) -> str:
     figure = Figure(figsize=(8, 4.5))
     FigureCanvasAgg(figure)
     bands, density = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 1], "wspace": 0.05})
-    ticks, names = [], []
-    segments = parse_path_string(result.band_path)
-    ends = [(segment[i], segment[i + 1]) for segment in segments for i in range(len(segment) - 1)]
-    for (start, end), distances, frequencies in zip(
-        ends, result.band_distances, result.band_frequencies, strict=True
-    ):
+    for distances, frequencies in zip(result.band_distances, result.band_frequencies, strict=True):
         bands.plot(distances, frequencies, color="C0", linewidth=1)
-        for position, label in ((distances[0], start), (distances[-1], end)):
-            label = "Γ" if label == "G" else label
-            if ticks and abs(ticks[-1] - position) < 1e-9:
-                if label not in names[-1].split("|"):
-                    names[-1] = f"{names[-1]}|{label}"
-            else:
-                ticks.append(position)
-                names.append(label)
+    ticks, names = band_ticks(result.band_path, result.band_distances)
     for tick in ticks:
         bands.axvline(tick, color="0.7", linewidth=0.5)
     bands.axhline(0, color="0.3", linewidth=0.5)

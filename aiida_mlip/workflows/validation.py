@@ -1,0 +1,298 @@
+"""``ValidationWorkChain`` (``mlip.validate``): judge a potential by the properties people compute with it.
+
+Each property asked for (equation of state, elastic constants, phonons, NEB barrier; see
+:mod:`aiida_mlip.properties.validation`) is one ``compute_property`` calcfunction whose inputs are
+the potential, the structure, the settings and, if given, the reference calculator: it runs the
+property kernel once per committee member (``mean +- std``) and once with the reference, and
+returns the property's rows of the comparison table. ``collect_comparison`` joins them into the
+``comparison`` output. A quantity out of tolerance is a result, reported in the table; a property
+whose calculation fails is an exit code (the others are still computed and returned).
+
+The reference is an ASE calculator in the form of the ASE labeller (``LabelCalculation``'s
+``labeller``): ``{"calculator": "ase.calculators.emt.EMT", "kwargs": {}}``. It runs in this
+process, like the potential.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import tempfile
+
+from aiida import orm
+from aiida.engine import ExitCode, WorkChain, calcfunction, while_
+
+from aiida_mlip.data.potential import PotentialData
+from aiida_mlip.engine.label import check_elements, make_calculator, validate_labeller
+from aiida_mlip.properties.checks import PropertyInputError
+from aiida_mlip.properties.validation import ValidationSettings, check_inputs, summarise, validate_property
+from aiida_mlip.settings import SettingsError
+
+__all__ = ("ValidationWorkChain", "collect_comparison", "compute_property")
+
+#: Exit status of ``compute_property`` when the kernel raised.
+PROPERTY_FAILED = 400
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON, and PostgreSQL's JSONB, have no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+@calcfunction
+def compute_property(
+    potential: PotentialData,
+    structure: orm.StructureData,
+    settings: orm.Dict,
+    name: orm.Str,
+    reference: orm.Dict | None = None,
+    final: orm.StructureData | None = None,
+):
+    """Property ``name`` with every member of ``potential`` and with ``reference``, on ``structure``.
+
+    Returns ``result`` (``rows``: the table rows, see
+    :class:`~aiida_mlip.properties.validation.PropertyValidation`; ``details``) and, for phonons,
+    ``phonon_bands`` (PNG). A kernel that raises gives exit status 400 with its message.
+    """
+    values = ValidationSettings.from_mapping(settings.get_dict())
+    committee = potential.get_calculator(device=values.device, dtype=values.dtype)
+    reference_calculator = make_calculator(reference.get_dict()) if reference is not None else None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            found = validate_property(
+                name.value,
+                structure.get_ase(),
+                committee,
+                values,
+                reference=reference_calculator,
+                final=final.get_ase() if final is not None else None,
+                cutoff=potential.cutoff,
+                plot=pathlib.Path(folder) / "phonon_bands.png",
+            )
+        except Exception as exception:  # any failure of the kernel is this property's failure
+            message = " ".join(str(exception).split())
+            return ExitCode(PROPERTY_FAILED, f"{name.value}: {type(exception).__name__}: {message}")
+        outputs = {"result": orm.Dict(_finite({"rows": found.rows, "details": found.details}))}
+        if found.plot is not None:
+            outputs["phonon_bands"] = orm.SinglefileData(found.plot, filename="phonon_bands.png")
+    return outputs
+
+
+@calcfunction
+def collect_comparison(failures: orm.Dict | None = None, reference: orm.Dict | None = None, **results):
+    """One comparison table from the ``result`` of every ``compute_property`` (see :func:`~aiida_mlip.properties.validation.summarise`).
+
+    ``failures``: ``{property: message}`` of the properties whose calculation failed.
+    """
+    validations = {name: result.get_dict() for name, result in results.items()}
+    validations.update({name: {"error": message} for name, message in (failures or {}).items()})
+    label = reference["calculator"] if reference is not None else None
+    return orm.Dict(summarise(validations, reference=label))
+
+
+def _settings(value: orm.Dict | None) -> ValidationSettings:
+    return ValidationSettings.from_mapping(value.get_dict() if value is not None else None)
+
+
+def validate_settings(value, _):
+    """Unknown keys (with the nearest known one), strains above 5%, fewer than 3 NEB images, ..."""
+    if value is None:
+        return None
+    try:
+        _settings(value)
+    except SettingsError as exception:
+        return f"invalid settings: {exception}"
+    return None
+
+
+def validate_reference(value, _):
+    """The reference must name an importable ASE calculator class (the ASE labeller's form)."""
+    if value is None:
+        return None
+    try:
+        validate_labeller(value.get_dict())
+    except ValueError as exception:
+        return f"invalid reference: {exception}"
+    return None
+
+
+def validate_inputs(inputs, _):
+    """The structure must suit every property asked for, and the potential and reference its elements.
+
+    See :func:`~aiida_mlip.properties.validation.check_inputs`: periodicity for ``eos``, ``elastic``
+    and ``phonons``, a phonon supercell at least twice the potential's cutoff wide, NEB end points
+    of the same atoms; the reference is tried on one atom of each element.
+    """
+    if "potential" not in inputs or "structure" not in inputs:
+        return None
+    try:
+        settings = _settings(inputs.get("settings"))
+    except SettingsError:
+        return None  # the port validator says why
+    structure = inputs["structure"]
+    final = inputs.get("final_structure")
+    potential = inputs["potential"]
+    try:
+        check_inputs(
+            settings,
+            structure.get_ase(),
+            cutoff=potential.cutoff,
+            elements=potential.elements,
+            final=final.get_ase() if final is not None else None,
+        )
+    except PropertyInputError as exception:
+        return str(exception)
+    if "neb" not in settings.properties and final is not None:
+        return "a `final_structure` was given but `neb` is not among the properties"
+    if inputs.get("reference") is not None:
+        try:
+            check_elements(inputs["reference"].get_dict(), structure.get_symbols_set())
+        except ValueError as exception:
+            return f"invalid reference: {exception}"
+    return None
+
+
+class ValidationWorkChain(WorkChain):
+    """Compute properties with a committee potential (mean and spread) and a reference; compare them.
+
+    Outputs ``comparison`` (one row per quantity: committee mean, std, reference, relative
+    difference, tolerance, within tolerance), ``properties.<name>`` (each property's rows and
+    details) and ``phonon_bands`` (PNG) when phonons were computed.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("potential", valid_type=PotentialData, help="The committee potential to judge.")
+        spec.input(
+            "structure",
+            valid_type=orm.StructureData,
+            help="The crystal (a bulk cell for eos, elastic and phonons; the NEB's initial state).",
+        )
+        spec.input(
+            "settings",
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_settings,
+            help="Validation settings (aiida_mlip.properties.validation.ValidationSettings): `properties`, "
+            "the kernels' blocks (`eos`, `elastic`, `phonons`, `neb`), relative `tolerances`, `device`, `dtype`.",
+        )
+        spec.input(
+            "reference",
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_reference,
+            help="Reference ASE calculator, as the ASE labeller: `calculator` (import path), `kwargs`.",
+        )
+        spec.input(
+            "final_structure",
+            valid_type=orm.StructureData,
+            required=False,
+            help="The NEB's final state: the same atoms as `structure`, in the same order and cell.",
+        )
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.setup, while_(cls.has_next)(cls.compute), cls.results)
+        spec.output(
+            "comparison",
+            valid_type=orm.Dict,
+            help="`quantities` (one row per quantity), `properties` (status, details), counts, `reference`.",
+        )
+        spec.output_namespace(
+            "properties", valid_type=orm.Dict, dynamic=True, help="The rows and details of each property."
+        )
+        spec.output(
+            "phonon_bands",
+            valid_type=orm.SinglefileData,
+            required=False,
+            help="PNG: band structures of the committee members and the reference.",
+        )
+        spec.exit_code(
+            401, "ERROR_PROPERTY_FAILED", message="The calculation of {properties} failed: {message}"
+        )
+        spec.exit_code(
+            402, "ERROR_ALL_PROPERTIES_FAILED", message="Every property calculation failed: {message}"
+        )
+
+    def setup(self):
+        """Read the settings; say what will be computed."""
+        settings = _settings(self.inputs.get("settings"))
+        self.ctx.todo = list(settings.properties)
+        self.ctx.settings = orm.Dict(settings.to_dict())
+        self.ctx.results, self.ctx.failures = {}, {}
+        potential, structure = self.inputs.potential, self.inputs.structure
+        reference = self.inputs.get("reference")
+        self.report(
+            f"validating potential <{potential.pk}> (committee of {potential.committee_size}) on "
+            f"{structure.get_formula()} <{structure.pk}>: {', '.join(settings.properties)}; reference: "
+            + (reference["calculator"] if reference is not None else "none")
+        )
+
+    def has_next(self):
+        return bool(self.ctx.todo)
+
+    def compute(self):
+        """Run the next property's calcfunction; record its rows or its failure."""
+        name = self.ctx.todo.pop(0)
+        inputs = {
+            "potential": self.inputs.potential,
+            "structure": self.inputs.structure,
+            "settings": self.ctx.settings,
+            "name": orm.Str(name),
+        }
+        for port, key in (("reference", "reference"), ("final_structure", "final")):
+            if port in self.inputs:
+                inputs[key] = self.inputs[port]
+        _, node = compute_property.run_get_node(**inputs, metadata={"call_link_label": name})
+        if not node.is_finished_ok:
+            self.ctx.failures[name] = node.exit_message or f"exit status {node.exit_status}"
+            self.report(f"{name}: FAILED ({node.process_label}<{node.pk}>): {self.ctx.failures[name]}")
+            return
+        self.ctx.results[name] = node.outputs.result
+        if "phonon_bands" in node.outputs:
+            self.out("phonon_bands", node.outputs.phonon_bands)
+        self.report(f"{name}: {_summary(node.outputs.result['rows'])} ({node.process_label}<{node.pk}>)")
+
+    def results(self):
+        """Join the properties' rows into ``comparison``; fail only if a property failed."""
+        inputs = dict(self.ctx.results)
+        if self.ctx.failures:
+            inputs["failures"] = orm.Dict(self.ctx.failures)
+        if "reference" in self.inputs:
+            inputs["reference"] = self.inputs.reference
+        comparison = collect_comparison(**inputs, metadata={"call_link_label": "comparison"})
+        self.out("comparison", comparison)
+        for name, result in self.ctx.results.items():
+            self.out(f"properties.{name}", result)
+        if comparison["n_judged"]:
+            self.report(
+                f"{comparison['n_within_tolerance']} of {comparison['n_judged']} quantities within tolerance"
+            )
+        if self.ctx.failures:
+            message = "; ".join(self.ctx.failures.values())
+            if not self.ctx.results:
+                return self.exit_codes.ERROR_ALL_PROPERTIES_FAILED.format(message=message)
+            return self.exit_codes.ERROR_PROPERTY_FAILED.format(
+                properties=", ".join(self.ctx.failures), message=message
+            )
+        return None
+
+
+def _summary(rows: list[dict]) -> str:
+    """``n quantities, k within tolerance; furthest: B0 +93% (76 +- 2 GPa, reference 39.3)`` of one property."""
+    judged = [row for row in rows if row["within_tolerance"] is not None]
+    if not judged:
+        return f"{len(rows)} quantities (no reference)"
+    worst = max(judged, key=lambda row: abs(row["difference"]) if row["difference"] is not None else math.inf)
+    difference = "n/a" if worst["difference"] is None else f"{100 * worst['difference']:+.1f}%"
+    mean = "n/a" if worst["mean"] is None else f"{worst['mean']:.4g}"
+    return (
+        f"{len(rows)} quantities, {sum(bool(row['within_tolerance']) for row in judged)} within tolerance; "
+        f"furthest: {worst['quantity']} {difference} ({mean} +- {worst['std'] or 0:.2g}"
+        f"{' ' + worst['unit'] if worst['unit'] else ''}, reference {worst['reference']:.4g})"
+    )
