@@ -23,7 +23,7 @@ from aiida import orm
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
 
-__all__ = ("Lineage", "potential_lineage", "potentials_from", "dataset_versions")
+__all__ = ("Lineage", "dataset_versions", "potential_lineage", "potentials_from", "validations_of")
 
 
 @dataclasses.dataclass
@@ -220,3 +220,22 @@ def potentials_from(node: orm.Node) -> list[PotentialData]:
                     continue
                 stack.append(triple.node)
     return sorted(potentials.values(), key=lambda p: (p.ctime, p.pk))
+
+
+def validations_of(run: orm.ProcessNode) -> list[orm.WorkChainNode]:
+    """Return the ``ValidationWorkChain`` runs whose ``potential`` input is an output of ``run``, oldest first.
+
+    ``run`` is typically an active-learning run: its ``potential`` output, the final committee.
+    """
+    query = orm.QueryBuilder()
+    query.append(orm.ProcessNode, filters={"id": run.pk}, tag="run")
+    query.append(PotentialData, with_incoming="run", tag="potential")
+    query.append(
+        orm.WorkChainNode,
+        with_incoming="potential",
+        edge_filters={"label": "potential"},
+        filters={"attributes.process_label": "ValidationWorkChain"},
+        project="*",
+    )
+    found = {node.pk: node for node in query.all(flat=True)}
+    return sorted(found.values(), key=lambda node: (node.ctime, node.pk))

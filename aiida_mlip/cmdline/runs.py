@@ -12,7 +12,7 @@ from aiida.cmdline.utils import echo
 from aiida_mlip.cmdline.root import cmd_root
 
 
-def _read_structures(sources):
+def _read_structures(sources, param_hint: str = "STRUCTURES"):
     """StructureData pks (as the nodes, for provenance) or files any ASE reader understands (as ASE Atoms)."""
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
@@ -24,11 +24,11 @@ def _read_structures(sources):
             try:
                 node = orm.load_node(int(source))
             except (NotExistent, MultipleObjectsError):
-                raise click.BadParameter(f"no node with pk {source}", param_hint="STRUCTURES") from None
+                raise click.BadParameter(f"no node with pk {source}", param_hint=param_hint) from None
             if not isinstance(node, orm.StructureData):
                 raise click.BadParameter(
                     f"node <{source}> is a {type(node).__name__}, not a StructureData",
-                    param_hint="STRUCTURES",
+                    param_hint=param_hint,
                 )
             images.append(node)
         elif pathlib.Path(source).is_file():
@@ -40,20 +40,24 @@ def _read_structures(sources):
                     f"(ASE's reader raised {type(exception).__name__})"
                 )
                 raise click.BadParameter(
-                    f"cannot read structures from {source}: {reason}", param_hint="STRUCTURES"
+                    f"cannot read structures from {source}: {reason}", param_hint=param_hint
                 ) from None
             if not found:
-                raise click.BadParameter(f"{source} holds no structure", param_hint="STRUCTURES")
+                raise click.BadParameter(f"{source} holds no structure", param_hint=param_hint)
             images.extend(found)
         else:
             raise click.BadParameter(
-                f"{source} is neither a StructureData pk nor a file", param_hint="STRUCTURES"
+                f"{source} is neither a StructureData pk nor a file", param_hint=param_hint
             )
     return images
 
 
-def _read_overrides(path: str | None) -> dict | None:
-    """The ``--overrides`` YAML file as a mapping (``None`` without a file or for an empty one)."""
+def _read_overrides(
+    path: str | None,
+    param_hint: str = "--overrides",
+    example: str = "a mapping of settings blocks (e.g. `trust: {lo: 0.1, hi: 1.0}`)",
+) -> dict | None:
+    """The ``--overrides`` (or other ``param_hint``) YAML file as a mapping (``None`` without a file or for an empty one)."""
     import yaml
 
     if not path:
@@ -65,21 +69,19 @@ def _read_overrides(path: str | None) -> dict | None:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exception, "problem", None) or " ".join(str(exception).split())
         raise click.BadParameter(
-            f"{path} is not valid YAML: {problem}{where}", param_hint="--overrides"
+            f"{path} is not valid YAML: {problem}{where}", param_hint=param_hint
         ) from None
     if values is not None and not isinstance(values, dict):
         kind = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
             type(values), type(values).__name__
         )
-        raise click.BadParameter(
-            f"{path} holds a YAML {kind}, not a mapping of settings blocks "
-            "(e.g. `trust: {lo: 0.1, hi: 1.0}`)",
-            param_hint="--overrides",
-        )
+        raise click.BadParameter(f"{path} holds a YAML {kind}, not {example}", param_hint=param_hint)
     return values
 
 
-def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict:
+def _labeller(
+    spec: str, pseudo_family: str | None, pw_code: str | None, param_hint: str = "--labeller"
+) -> dict:
     """``emt``, ``ase:package.module.Class[:json-kwargs]`` or ``pw``."""
     if spec == "emt":
         return {"ase": {"calculator": "ase.calculators.emt.EMT"}}
@@ -91,12 +93,12 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
             raise click.BadParameter(
                 f"the keyword arguments after {path!r} are not valid JSON: {exception.msg} "
                 f"at column {exception.colno} of {spec[5 + len(path) :]!r}",
-                param_hint="--labeller",
+                param_hint=param_hint,
             ) from None
         if not isinstance(kwargs, dict):
             raise click.BadParameter(
                 f"the keyword arguments after {path!r} must be a JSON object, got {type(kwargs).__name__}",
-                param_hint="--labeller",
+                param_hint=param_hint,
             )
         return {"ase": {"calculator": path, "kwargs": kwargs}}
     if spec == "pw":
@@ -121,7 +123,7 @@ def _labeller(spec: str, pseudo_family: str | None, pw_code: str | None) -> dict
             raise click.BadParameter(str(exception), param_hint="--pseudo-family") from None
         return {"pw": {"code": code, "pseudo_family": pseudo_family}}
     raise click.BadParameter(
-        f"unknown labeller {spec!r}: use emt, ase:module.Class or pw", param_hint="--labeller"
+        f"unknown labeller {spec!r}: use emt, ase:module.Class or pw", param_hint=param_hint
     )
 
 
@@ -244,12 +246,41 @@ def _print_status(node):
         echo.echo(
             f"history plot: verdi node repo cat {node.outputs.history_plot.pk} history.png > history.png"
         )
+    _print_validations(node)
+
+
+def _print_validations(node):
+    """One line per validation of a potential this run made (``aiida-mlip validate``)."""
+    from aiida_mlip.properties.validation import PROPERTIES
+    from aiida_mlip.queries import validations_of
+
+    for validation in validations_of(node):
+        line = f"validation <{validation.pk}> of potential <{validation.inputs.potential.pk}>"
+        if "comparison" not in validation.outputs:
+            state = validation.process_state.value if validation.process_state else "?"
+            echo.echo(
+                f"{line}: {state}" + (f", exit {validation.exit_status}" if validation.is_terminated else "")
+            )
+            continue
+        comparison = validation.outputs.comparison.get_dict()
+        properties = [name for name in PROPERTIES if name in comparison["properties"]]
+        failed = [name for name in properties if comparison["properties"][name]["status"] != "ok"]
+        judged = (
+            f"{comparison['n_within_tolerance']} of {comparison['n_judged']} quantities within tolerance"
+            if comparison["n_judged"]
+            else f"{comparison['n_quantities']} quantities, no reference"
+        )
+        echo.echo(
+            f"{line}: {', '.join(properties)}: {judged}"
+            + (f" (reference {comparison['reference']})" if comparison.get("reference") else "")
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
 
 
 @cmd_root.command("status")
 @arguments.PROCESS("run")
 def cmd_status(run):
-    """The iteration table and convergence of an active-learning run."""
+    """The iteration table and convergence of an active-learning run, and the validations of its potential."""
     _print_status(run)
 
 

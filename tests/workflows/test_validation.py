@@ -172,7 +172,7 @@ def test_outputs_and_provenance(validation):
         "reference",
     }
     reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
-    assert any(message.startswith("eos: 4 quantities") for message in reports), reports
+    assert any("compute]: eos: 4 quantities" in message for message in reports), reports
 
 
 def test_neb_barrier_with_committee_spread(module_potential):

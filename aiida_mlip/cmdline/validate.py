@@ -1,0 +1,126 @@
+"""``aiida-mlip validate``: judge a potential by its properties against a reference, here in the foreground."""
+
+from __future__ import annotations
+
+import click
+from aiida.cmdline.params import arguments, types
+from aiida.cmdline.utils import echo
+
+from aiida_mlip.cmdline.root import cmd_root
+from aiida_mlip.cmdline.runs import _labeller, _read_overrides, _read_structures
+
+
+def _one_structure(source: str, param_hint: str):
+    """A StructureData (stored by the run when read from a file) from a pk or a file holding one structure."""
+    from aiida import orm
+
+    (found, *more) = _read_structures([source], param_hint=param_hint)
+    if more:
+        raise click.BadParameter(
+            f"{source} holds {len(more) + 1} structures; give a file with one", param_hint=param_hint
+        )
+    return found if isinstance(found, orm.StructureData) else orm.StructureData(ase=found)
+
+
+def _reference(spec: str) -> dict:
+    """``emt`` or ``ase:package.module.Class[:JSON kwargs]``, as the ASE labeller's settings."""
+    if spec == "pw":
+        raise click.BadParameter(
+            "the reference runs here, through ASE: use emt or ase:package.module.Class[:JSON kwargs]",
+            param_hint="--reference",
+        )
+    return _labeller(spec, None, None, param_hint="--reference")["ase"]
+
+
+@cmd_root.command("validate")
+@arguments.DATUM("potential", type=types.DataParamType(sub_classes=("aiida.data:mlip.potential",)))
+@click.argument("structure")
+@click.option(
+    "--properties",
+    help="Comma-separated, of eos, elastic, phonons, neb [default: eos,elastic,phonons, or those of --settings].",
+)
+@click.option(
+    "--reference",
+    help="Reference calculator: emt or ase:package.module.Class[:JSON kwargs] (as --labeller of launch).",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of validation settings: properties, eos/elastic/phonons/neb blocks, tolerances.",
+)
+@click.option("--final", help="NEB final state (a file or a StructureData pk); STRUCTURE is the initial one.")
+def cmd_validate(potential, structure, properties, reference, settings_file, final):
+    """Compute properties of a structure with POTENTIAL's committee and a reference; print the comparison.
+
+    STRUCTURE is a file any ASE reader understands, or a StructureData pk.
+    """
+    from aiida import orm
+
+    from aiida_mlip.cmdline.errors import debugging, one_line, validation_message
+    from aiida_mlip.foreground import run_get_node
+    from aiida_mlip.workflows.validation import ValidationWorkChain
+
+    settings = (
+        _read_overrides(
+            settings_file,
+            param_hint="--settings",
+            example="a mapping of validation settings (e.g. `eos: {points: 7}`)",
+        )
+        or {}
+    )
+    if properties:
+        settings["properties"] = [name.strip() for name in properties.split(",") if name.strip()]
+    inputs = {"potential": potential, "structure": _one_structure(structure, "STRUCTURE")}
+    if final:
+        inputs["final_structure"] = _one_structure(final, "--final")
+    if settings:
+        inputs["settings"] = orm.Dict(settings)
+    if reference:
+        inputs["reference"] = orm.Dict(_reference(reference))
+    source = f" (settings from --settings {settings_file})" if settings_file else ""
+    builder = ValidationWorkChain.get_builder()
+    for port, value in inputs.items():
+        try:  # a port's own validator runs when the builder is given the value
+            setattr(builder, port, value)
+        except ValueError as exception:
+            if debugging():
+                raise
+            why = one_line(exception).removeprefix("invalid attribute value ")
+            echo.echo_critical(f"refused: input `{port}`: {why}{source}")
+    try:
+        _, node = run_get_node(
+            builder
+        )  # the inputs together are validated (and refused) before anything runs
+    except ValueError as exception:
+        message = validation_message(exception)
+        if debugging() or message is None:
+            raise
+        echo.echo_critical(f"refused: {message}{source}")
+    _print_validation(node)
+    if not node.is_finished_ok:
+        raise SystemExit(1)
+
+
+def _print_validation(node):
+    from aiida_mlip.properties.validation import format_table
+
+    state = node.process_state.value if node.process_state else "?"
+    echo.echo(
+        f"{node.process_label}<{node.pk}>: {state}"
+        + (f", exit {node.exit_status} {node.exit_message or ''}".rstrip() if node.exit_status else "")
+    )
+    if "comparison" not in node.outputs:
+        return
+    comparison = node.outputs.comparison.get_dict()
+    echo.echo(format_table(comparison))
+    if comparison["n_judged"]:
+        echo.echo(
+            f"{comparison['n_within_tolerance']} of {comparison['n_judged']} quantities within tolerance "
+            f"(reference {comparison['reference']}); committee of {node.inputs.potential.committee_size}: "
+            "mean +- std over members"
+        )
+    if "phonon_bands" in node.outputs:
+        echo.echo(
+            f"phonon bands: verdi node repo cat {node.outputs.phonon_bands.pk} phonon_bands.png > phonon_bands.png"
+        )
