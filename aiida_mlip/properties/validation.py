@@ -474,7 +474,9 @@ def plot_phonon_comparison(members: list, reference=None, path: str | os.PathLik
         for k, (distances, frequencies) in enumerate(
             zip(axis.band_distances, result.band_frequencies, strict=True)
         ):
-            bands.plot(distances, frequencies, label=label if k == 0 else None, **style)
+            lines = bands.plot(distances, frequencies, **style)
+            if k == 0 and label is not None:  # one legend entry per curve kind, not per branch
+                lines[0].set_label(label)
     ticks, names = band_ticks(axis.band_path, axis.band_distances)
     for tick in ticks:
         bands.axvline(tick, color="0.7", linewidth=0.5)
