@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 DEMO_PROFILE ?= aiida-mlip-demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test science bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the science runs: Si with pw.x to convergence, the demo's calibration claims (about 25 minutes)
+science: install
+	$(PY) -m pytest -m science -s $(PYTEST_ARGS)
 
 bench: install
 	# MACE is the reference the MD-throughput benchmark compares with (the `bench` extra)

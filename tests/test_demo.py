@@ -22,6 +22,9 @@ from ase.build import bulk
 from aiida_mlip.demo import DEMO_OVERRIDES, calibration_check, held_out_set, latest_calibration
 from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
 
+#: A demo-sized run (5-6 minutes on 2 quiet cores): `make science`, not `make test`.
+pytestmark = pytest.mark.science
+
 #: eV/Angstrom: the acceptable per-frame max force error of the demo run.
 TARGET_FORCE_ERROR = 0.1
 

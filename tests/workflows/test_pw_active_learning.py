@@ -126,6 +126,7 @@ def held_out_frames(potential, seed: int = 2024) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.science
 def test_silicon_converges_with_pw_labels_and_predicts_held_out_frames(
     engine_code,
     pw_code,  # noqa: F811 (the fixture of test_pw_labelling, imported above)
