@@ -5,7 +5,7 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
 
     iteration, n_explored, n_accurate, n_candidate, n_failed, accurate_fraction, n_selected,
     n_labelled, n_label_failures, n_train_frames, rmse_energy (eV/atom), rmse_forces (eV/A),
-    times: {explore, select, label, train} (s, the children's own run time), wall_time (s),
+    times: {explore, select, label, train, properties} (s, the children's own run time), wall_time (s),
     overhead (s: wall time minus the children's run time),
     trust: {lo, hi, source} (eV/A: the window this iteration explored and selected with, and
     where it came from: ``fixed`` or ``calibration of iteration N for target T eV/A``),
@@ -17,7 +17,11 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     uncertainty against the labels of this and earlier iterations, each frame predicted by the
     committee before it was labelled, and the committee's own validation frames, see
     aiida_mlip.learning.calibration), convergence: {converged, stop, criterion, reason,
-    accurate_fraction, streak, rmse_met} (aiida_mlip.learning.convergence.decide)
+    accurate_fraction, streak, rmse_met, properties_met} (aiida_mlip.learning.convergence.decide),
+    and with ``convergence.properties``: properties: {"eos.B0": {mean, std, unit, previous, spread,
+    change, tolerance: {change, spread}, within_change, within_spread, within_tolerance, error?},
+    ...} (the committee's mean and std over its members in the quantity's unit, the relative spread
+    and the relative change from the last different committee; see ``property_fields``)
 
 The accurate fraction is over every checked frame, failed ones included. ``new_record``,
 ``exploration_fields`` and ``close_record`` build a record step by step (the work chain and the
@@ -31,7 +35,14 @@ import math
 import os
 from collections.abc import Sequence
 
-__all__ = ("close_record", "exploration_fields", "format_history", "new_record", "plot_history")
+__all__ = (
+    "close_record",
+    "exploration_fields",
+    "format_history",
+    "new_record",
+    "plot_history",
+    "property_fields",
+)
 
 COLUMNS = (
     ("iter", "iteration", "{:d}"),
@@ -101,6 +112,58 @@ def close_record(record: dict, history: Sequence[dict], n_train_frames: int, wal
     return record
 
 
+def property_fields(
+    rows: Sequence[dict],
+    failures: dict[str, str],
+    previous: dict | None,
+    quantities: dict,
+) -> dict:
+    """The ``properties`` entry of an iteration's record: each quantity of the committee, judged.
+
+    Parameters
+    ----------
+    rows
+        The validation rows of the properties computed with this iteration's committee (``property``,
+        ``quantity``, ``unit``, ``mean``, ``std``; see :mod:`aiida_mlip.properties.validation`).
+    failures
+        ``{property: message}`` of the properties whose calculation failed.
+    previous
+        The ``properties`` entry of the last record whose committee was a different one, or None.
+    quantities
+        ``{"eos.B0": QuantityTolerance or {change, spread}}``, the ``convergence.properties`` quantities.
+
+    Returns
+    -------
+    dict
+        ``{name: {mean, std, unit, previous, spread, change, tolerance, within_change, within_spread,
+        within_tolerance}}`` (:func:`~aiida_mlip.learning.property_convergence.judge_quantity`); a
+        quantity without a value has ``mean`` None and an ``error`` saying why.
+    """
+    from aiida_mlip.learning.property_convergence import judge_quantity
+
+    found = {f"{row['property']}.{row['quantity']}": row for row in rows}
+    fields = {}
+    for name, tolerance in quantities.items():
+        prop = name.split(".", 1)[0]
+        row = None if prop in failures else found.get(name)
+        entry = {
+            "mean": None if row is None else row["mean"],
+            "std": None if row is None else row["std"],
+            "unit": "" if row is None else row["unit"],
+            "previous": ((previous or {}).get(name) or {}).get("mean"),
+        }
+        if prop in failures:
+            entry["error"] = f"{prop} failed: {failures[prop]}"
+        elif row is None:
+            entry["error"] = (
+                f"{prop} has no row {name.split('.', 1)[1]} (a value near zero is left out of the table)"
+            )
+        elif row["mean"] is None or not math.isfinite(row["mean"]):
+            entry["error"] = "a member gave no value"
+        fields[name] = judge_quantity(entry, tolerance)
+    return fields
+
+
 def _cell(record: dict, key: str, fmt: str) -> str:
     value = record
     for part in key.split("."):
@@ -129,14 +192,21 @@ def format_history(history: Sequence[dict]) -> str:
 
 
 def plot_history(history: Sequence[dict], path: str | os.PathLike, title: str = "Active learning") -> None:
-    """Save a four-panel PNG: accurate fraction, training-set size, validation RMSEs, time per step."""
+    """Save a four-panel PNG: accurate fraction, training-set size, validation RMSEs, time per step.
+
+    With property convergence (records with ``properties``) a third row shows each quantity per
+    iteration: its committee mean +- std relative to the last mean, and its relative change and
+    spread against the tolerances.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     iterations = [record["iteration"] for record in history]
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    names = list(dict.fromkeys(name for record in history for name in record.get("properties") or {}))
+    rows = 3 if names else 2
+    figure, axes = plt.subplots(rows, 2, figsize=(10, 3.5 * rows), constrained_layout=True)
     figure.suptitle(title)
 
     axis = axes[0, 0]
@@ -166,12 +236,10 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike, title: str = 
 
     axis = axes[1, 1]
     bottom = [0.0] * len(history)
-    for step, colour in (
-        ("explore", "tab:blue"),
-        ("select", "tab:purple"),
-        ("label", "tab:orange"),
-        ("train", "tab:red"),
-    ):
+    steps = [("explore", "tab:blue"), ("select", "tab:purple"), ("label", "tab:orange"), ("train", "tab:red")]
+    if names:
+        steps.append(("properties", "tab:olive"))
+    for step, colour in steps:
         heights = [record.get("times", {}).get(step, 0.0) for record in history]
         axis.bar(iterations, heights, bottom=bottom, label=step, color=colour)
         bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
@@ -185,8 +253,52 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike, title: str = 
     axis.set_ylabel("time per iteration (s)")
     axis.legend()
 
+    if names:
+        _plot_properties(axes[2], iterations, history, names)
+
     for axis in axes.flat:
         axis.set_xlabel("iteration")
         axis.set_xticks(iterations)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _plot_properties(axes, iterations: list[int], history: Sequence[dict], names: list[str]) -> None:
+    """Left: each quantity's mean +- std over the committee, over its last mean; right: relative change
+    (solid) and spread (dashed) on a log scale, the tolerances as dotted lines of the same colour."""
+
+    def value(record, name, key):
+        found = ((record.get("properties") or {}).get(name) or {}).get(key)
+        return math.nan if found is None else found
+
+    values, changes = axes
+    for number, name in enumerate(names):
+        colour = f"C{number % 10}"
+        means = [value(record, name, "mean") for record in history]
+        last = next((mean for mean in reversed(means) if math.isfinite(mean) and mean != 0), 1.0)
+        values.errorbar(
+            iterations,
+            [mean / last for mean in means],
+            yerr=[value(record, name, "std") / abs(last) for record in history],
+            fmt="o-",
+            capsize=3,
+            color=colour,
+            label=f"{name} (last {last:.4g})",
+        )
+        changes.plot(iterations, [value(record, name, "change") for record in history], "o-", color=colour)
+        changes.plot(iterations, [value(record, name, "spread") for record in history], "s--", color=colour)
+        tolerance = next(
+            (
+                record["properties"][name]["tolerance"]
+                for record in history
+                if name in (record.get("properties") or {})
+            ),
+            None,
+        )
+        if tolerance:
+            for key in ("change", "spread"):
+                changes.axhline(tolerance[key], color=colour, linestyle=":", linewidth=0.8)
+    values.set_ylabel("committee mean +- std / last mean")
+    values.legend(fontsize="small")
+    changes.set_yscale("log")
+    changes.set_ylabel("relative change (-o-), spread (--s--)")

@@ -232,6 +232,13 @@ def _print_status(node):
                 + (" (fallback: too few pairs)" if calibration.get("fallback") else "")
                 + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
             )
+        if record.get("properties"):
+            from aiida_mlip.learning.property_convergence import quantity_text
+
+            echo.echo(
+                f"iteration {record['iteration']}: properties: "
+                + "; ".join(quantity_text(name, entry) for name, entry in record["properties"].items())
+            )
         if record.get("training_status", "ok") != "ok":
             echo.echo(
                 f"iteration {record['iteration']}: training {record['training_status']}"

@@ -10,7 +10,9 @@ A run converges at the end of an iteration when
 
 * its accurate fraction has reached ``accurate_fraction`` in ``patience`` iterations in a row
   (this one included), and
-* the committee's validation force RMSE is at most ``max_force_rmse`` (eV/Angstrom), when set.
+* the committee's validation force RMSE is at most ``max_force_rmse`` (eV/Angstrom), when set, and
+* with a ``properties`` block, every quantity named there is within its change and spread
+  tolerances (:mod:`aiida_mlip.learning.property_convergence`; the first iteration never is).
 
 An iteration that labelled nothing new while the run is not converged is a **stall**, never a
 quiet success: the next iteration would explore with the same committee. It ends the run as not
@@ -32,6 +34,11 @@ from dataclasses import asdict, dataclass
 
 import pydantic
 
+from aiida_mlip.learning.property_convergence import (
+    PropertyConvergenceSettings,
+    judge_quantity,
+    quantity_text,
+)
 from aiida_mlip.settings import Settings
 
 __all__ = (
@@ -68,6 +75,9 @@ class ConvergenceSettings(Settings):
     max_force_rmse : float or None
         Validation force RMSE of the committee mean the run must also reach, eV/Angstrom (> 0),
         or None for no such criterion.
+    properties : PropertyConvergenceSettings or None
+        Quantities of the validation table that must also have settled (relative change between
+        successive committees and relative committee spread), or None for no such criterion.
     """
 
     block = "convergence"
@@ -76,6 +86,14 @@ class ConvergenceSettings(Settings):
     patience: int = pydantic.Field(1, ge=1)
     max_iterations: int = pydantic.Field(8, ge=1)
     max_force_rmse: float | None = pydantic.Field(None, gt=0.0)
+    properties: PropertyConvergenceSettings | None = None
+
+    def to_dict(self) -> dict:
+        """The block as plain values; without a ``properties`` block, exactly the keys of the other criteria."""
+        values = super().to_dict()
+        if values.get("properties") is None:
+            values.pop("properties", None)
+        return values
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,9 @@ class ConvergenceDecision:
         Iterations in a row, ending with this one, whose accurate fraction met the threshold.
     rmse_met : bool
         The force RMSE criterion holds (True when it is not set).
+    properties_met : bool
+        Every quantity of ``convergence.properties`` is within its tolerances (True when it is
+        not set); the judgement of each is in the record's ``properties``.
     """
 
     converged: bool
@@ -108,6 +129,7 @@ class ConvergenceDecision:
     accurate_fraction: float
     streak: int
     rmse_met: bool
+    properties_met: bool = True
 
     def to_dict(self) -> dict:
         """The decision as plain values (for the history record)."""
@@ -136,7 +158,9 @@ def decide(
     record
         This iteration's record (see :mod:`aiida_mlip.history`): ``iteration``, ``n_accurate``,
         ``n_candidate``, ``n_failed``, ``n_labelled``, ``rmse_forces`` (eV/Angstrom, the
-        validation RMSE of the committee after this iteration's training, or None).
+        validation RMSE of the committee after this iteration's training, or None) and, with a
+        ``properties`` criterion, ``properties``: per quantity ``mean``, ``std`` and ``previous``
+        (see :func:`~aiida_mlip.learning.property_convergence.judge_quantity`, which judges them).
     history
         The records of the earlier iterations, oldest first (this one not included).
     settings
@@ -173,10 +197,15 @@ def decide(
         f"{1000 * settings.max_force_rmse:.1f} meV/A"
     )
 
-    def decision(converged, stop, criterion, reason):
-        return ConvergenceDecision(converged, stop, criterion, reason, fraction, streak, rmse_met)
+    properties_met, properties_text = _properties(record, settings.properties)
+    rmse_text += properties_text
 
-    if met and streak >= settings.patience and rmse_met:
+    def decision(converged, stop, criterion, reason):
+        return ConvergenceDecision(
+            converged, stop, criterion, reason, fraction, streak, rmse_met, properties_met
+        )
+
+    if met and streak >= settings.patience and rmse_met and properties_met:
         return decision(
             True,
             True,
@@ -209,7 +238,7 @@ def decide(
             MAX_ITERATIONS,
             f"not converged after {iteration} iteration(s) (max_iterations): {accuracy}{rmse_text}",
         )
-    if waiting and rmse_met:
+    if waiting and rmse_met and properties_met:
         reason = f"{accuracy}, {streak} of {settings.patience} iteration(s) in a row"
     else:
         reason = f"{accuracy}{rmse_text}"
@@ -223,3 +252,28 @@ def _latest_rmse(record: Mapping, history: Sequence[Mapping]) -> float:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             return float(value)
     return math.inf
+
+
+def _properties(record: Mapping, settings: PropertyConvergenceSettings | None) -> tuple[bool, str]:
+    """Whether every quantity of the ``properties`` criterion is within tolerance, and the reason's words.
+
+    Each quantity is judged from the record's ``mean``, ``std`` and ``previous`` by
+    :func:`~aiida_mlip.learning.property_convergence.judge_quantity`; a quantity the record lacks
+    is not within tolerance.
+    """
+    if settings is None:
+        return True, ""
+    found = record.get("properties") or {}
+    judged = {
+        name: judge_quantity(found.get(name) or {"error": "not computed"}, tolerance)
+        for name, tolerance in settings.quantities.items()
+    }
+    missed = [name for name, entry in judged.items() if not entry["within_tolerance"]]
+    if not missed:
+        return True, "; properties within tolerance: " + "; ".join(
+            quantity_text(name, entry) for name, entry in judged.items()
+        )
+    return False, (
+        f"; properties not within tolerance (convergence.properties, {len(missed)} of {len(judged)}): "
+        + "; ".join(quantity_text(name, judged[name]) for name in missed)
+    )

@@ -17,7 +17,10 @@ what the platform does:
    has a ``target_force_error``;
 6. retraining (:func:`aiida_mlip.potentials.train.train_committee`), warm-started from the last
    committee, from scratch once when the warm start reports ``no_improvement``;
-7. the convergence decision (:func:`aiida_mlip.learning.convergence.decide`).
+7. with ``convergence.properties``, the properties of each new committee (every member, through
+   :func:`aiida_mlip.properties.validation.validate_property`, as the work chain's
+   ``compute_property``), recorded by :func:`aiida_mlip.history.property_fields`;
+8. the convergence decision (:func:`aiida_mlip.learning.convergence.decide`).
 
 This is the concurrent-learning scheme of DP-GEN (Zhang et al., Comput. Phys. Commun. 253, 107206
 (2020)) with the D-optimal selection of Podryabinkin & Shapeev (Comput. Mater. Sci. 140, 171 (2017)).
@@ -27,6 +30,7 @@ Units: Angstrom, eV, eV/Angstrom, K, fs, seconds.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +42,7 @@ from ase import Atoms
 from aiida_mlip.engine.label import label_frames
 from aiida_mlip.exploration.md import explore
 from aiida_mlip.exploration.parameters import ExploreParameters
-from aiida_mlip.history import close_record, exploration_fields, new_record
+from aiida_mlip.history import close_record, exploration_fields, new_record, property_fields
 from aiida_mlip.learning.calibration import (
     CalibrationPairs,
     calibration_pairs,
@@ -47,6 +51,7 @@ from aiida_mlip.learning.calibration import (
 )
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
+from aiida_mlip.learning.property_convergence import PropertyConvergenceSettings
 from aiida_mlip.potentials.calculator import CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.train import TrainConfig, evaluate_frames, train_committee
@@ -252,10 +257,16 @@ def run_active_learning(
     Raises
     ------
     SettingsError
-        For a bad settings block, before anything runs.
+        For a bad settings block, before anything runs (``convergence.properties`` included: the
+        structure index, the phonon supercell against the cutoff, the quantities the structure has).
     """
     log = log or _quiet
     settings = settings if isinstance(settings, LoopSettings) else LoopSettings.from_mapping(settings)
+    properties = settings.convergence.properties
+    if properties is not None:
+        cutoff = model.cutoff if model is not None else TrainConfig.from_mapping(settings.training).cutoff
+        property_atoms = properties.check_structures(list(structures), cutoff=cutoff)
+    judged_model, judged = None, None  # the committee whose properties were last computed, and them
     chosen = {**settings.selection.model_dump(mode="json", exclude_unset=True), "seed": seed}
     selection = SelectionSettings.from_mapping({**chosen, **({"strategy": strategy} if strategy else {})})
     labeller = _labeller_settings(labeller)
@@ -388,6 +399,13 @@ def run_active_learning(
         record["test_rmse_forces"] = _test_errors(model, tests)
         record["times"]["test"] = time.perf_counter() - began
         record["n_labels_total"] = len(dataset)
+        if properties is not None:
+            began = time.perf_counter()
+            if model is not judged_model:  # an unchanged committee carries its values over
+                judged = _property_fields(model, property_atoms, properties, judged, device)
+                judged_model = model
+            record["properties"] = judged
+            record["times"]["properties"] = time.perf_counter() - began
         decision = decide(record, history, settings.convergence)
         record["convergence"] = decision.to_dict()
         close_record(record, [initial_record, *history], len(dataset), time.perf_counter() - start)
@@ -396,6 +414,24 @@ def run_active_learning(
         if decision.stop:
             break
     return [initial_record, *history]
+
+
+def _property_fields(
+    model, atoms: Atoms, settings: PropertyConvergenceSettings, previous: dict | None, device: str
+) -> dict:
+    """The ``properties`` record entry of ``model``: every member computes each property (float64)."""
+    from aiida_mlip.properties.validation import ValidationSettings, validate_property
+
+    # a copy: the calculator moves its model to float64, and the loop trains and explores in float32
+    calculator = CommitteeCalculator(copy.deepcopy(model), device=device, dtype="float64")
+    values = ValidationSettings.from_mapping(settings.validation_settings())
+    rows, failures = [], {}
+    for name in settings.properties:
+        try:
+            rows += validate_property(name, atoms, calculator, values, cutoff=model.cutoff).rows
+        except Exception as exception:  # a failed property is recorded; the quantity is not within tolerance
+            failures[name] = f"{type(exception).__name__}: {' '.join(str(exception).split())}"
+    return property_fields(rows, failures, previous, settings.quantities)
 
 
 def _training_fields(metrics: Mapping[str, Any], status: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = (
     "check_phonon_supercell",
     "phonons",
     "plot_phonons",
+    "special_points",
     "supercell_matrix",
 )
 
@@ -112,6 +113,31 @@ def check_phonon_supercell(atoms: Atoms, supercell, cutoff: float | None) -> np.
         repeats = np.ceil(2 * cutoff / perpendicular_widths(atoms.cell.array)).astype(int)
         raise PropertyInputError(f"{error} (e.g. supercell {repeats.tolist()} of this cell)") from None
     return matrix
+
+
+def special_points(atoms: Atoms, primitive: str = "auto") -> tuple[list[str], int]:
+    """The labels of the high-symmetry points :func:`phonons` reports for ``atoms``, and its number of branches.
+
+    The points are those of the Bravais lattice of phonopy's primitive cell (``primitive``, see
+    :class:`PhononSettings`) of the structure as given (the kernel relaxes it first, which keeps a
+    lattice of higher symmetry); the branches are 3 x the atoms of that primitive cell. No force is
+    computed.
+    """
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+    from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
+
+    unitcell = PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=atoms.cell.array,
+        scaled_positions=atoms.get_scaled_positions(),
+    )
+    with warnings.catch_warnings():  # only the primitive cell is wanted: the supercell's symmetry is moot
+        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
+        warnings.filterwarnings("ignore", ".*Point group symmetries of supercell", UserWarning)
+        phonon = Phonopy(unitcell, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=primitive)
+    labels = list(Cell(phonon.primitive.cell).bandpath(npoints=0).special_points)
+    return labels, 3 * len(phonon.primitive)
 
 
 @dataclass

@@ -3,8 +3,9 @@
 One iteration: explore (MD with the committee, ``ExplorationWorkChain``) -> select (a batch by the
 ``selection`` strategy, ``SelectCalculation``) -> label (``LabellingWorkChain``: ASE or Quantum
 ESPRESSO) -> calibrate the uncertainty on the new labels -> merge (a new ``DatasetData`` version)
--> train (``TrainingWorkChain``, warm-started) -> check convergence. Without an initial dataset,
-rattled and strained copies of the structures are labelled first, and a first committee is trained.
+-> train (``TrainingWorkChain``, warm-started) -> the properties of ``convergence.properties``, if any
+(``property_convergence.py``) -> check convergence. Without an initial dataset, rattled and
+strained copies of the structures are labelled first, and a first committee is trained.
 
 The loop follows the concurrent-learning scheme of DP-GEN (Zhang et al., Comput. Phys. Commun. 253,
 107206 (2020)); the D-optimal strategies are those of Podryabinkin & Shapeev (Comput. Mater. Sci.
@@ -41,6 +42,7 @@ from aiida_mlip.workflows.concurrency import validate_max_concurrent
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.labelling import LabellingWorkChain
+from aiida_mlip.workflows.property_convergence import PropertyConvergenceMixin
 from aiida_mlip.workflows.protocol import ProtocolMixin
 from aiida_mlip.workflows.training import TrainingWorkChain
 
@@ -52,7 +54,7 @@ def _span(node: orm.ProcessNode) -> float:
     return max(0.0, (node.mtime - node.ctime).total_seconds())
 
 
-class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
+class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, WorkChain):
     """Grow a committee potential by active learning, every step recorded in the provenance graph."""
 
     _protocol_file = "active_learning.yaml"
@@ -97,7 +99,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Dict,
             help="ConvergenceSettings: `accurate_fraction` (over all checked frames, failed included), "
             "`patience` (iterations in a row that reach it), `max_iterations`, `max_force_rmse` "
-            "(eV/Angstrom, validation) or null.",
+            "(eV/Angstrom, validation) or null, `properties` (quantities that must settle) or null.",
         )
         spec.input(
             "warm_start",
@@ -162,6 +164,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                         if_(cls.should_retrain_from_scratch)(cls.retrain_from_scratch, cls.inspect_training),
                     ),
                 ),
+                if_(cls.converges_on_properties)(cls.compute_properties),
                 cls.check_convergence,
             ),
             cls.results,

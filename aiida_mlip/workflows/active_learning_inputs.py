@@ -83,12 +83,18 @@ def validate_inputs(inputs, _):
 
     Every settings block goes through :class:`~aiida_mlip.learning.settings.ActiveLearningSettings`
     (the model ``get_protocol_inputs`` also uses): unknown keys are refused with the nearest valid
-    key, and every exploration job's MD parameters are checked.
+    key, and every exploration job's MD parameters are checked; ``convergence.properties`` is
+    checked against the structures and the cutoff.
     """
     try:
-        ActiveLearningSettings.from_mapping(settings_of(inputs))
+        settings = ActiveLearningSettings.from_mapping(settings_of(inputs))
     except SettingsError as exception:
         return str(exception)
+    from aiida_mlip.workflows.property_convergence import validate_property_convergence
+
+    message = validate_property_convergence(settings, inputs)
+    if message:
+        return message
     potential, structures = inputs.get("potential"), inputs.get("structures")
     if potential is not None and structures is not None:
         unknown = sorted(set(structures.elements) - set(potential.elements))
