@@ -132,3 +132,43 @@ def test_bad_property_blocks_are_refused_before_anything_runs(engine_code, prope
     with pytest.raises(ValueError, match=message):
         run_get_node(al_builder(engine_code, convergence=dict(CONVERGENCE, properties=properties)))
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_an_unchanged_committee_carries_over_and_the_next_is_compared_with_it(
+    generate_workchain, engine_code, tiny_model_file
+):
+    """The step on a set-up instance: a committee is judged once; another one gets its change from it."""
+    from aiida_mlip.data.potential import PotentialData
+    from aiida_mlip.history import new_record
+
+    process = generate_workchain(
+        ActiveLearningWorkChain, al_builder(engine_code, convergence=dict(CONVERGENCE, properties=PROPERTIES))
+    )
+    process.setup()
+    assert process.converges_on_properties()
+    # two nodes of the same committee file: the same weights, so the second one changes nothing
+    first, second = (PotentialData(file=tiny_model_file).store() for _ in range(2))
+
+    def judged(iteration, potential):
+        process.ctx.iteration, process.ctx.potential = iteration, potential
+        process.ctx.record = new_record(iteration)
+        process.compute_properties()
+        return process.ctx.record["properties"]
+
+    def computed():
+        query = orm.QueryBuilder().append(
+            orm.CalcFunctionNode, filters={"attributes.process_label": "compute_property"}
+        )
+        return query.count()
+
+    before = computed()
+    one = judged(1, first)
+    assert computed() == before + 2  # eos and phonons
+    assert all(entry["previous"] is None and entry["change"] is None for entry in one.values())
+    assert judged(2, first) == one and computed() == before + 2  # no new committee: nothing computed
+    three = judged(3, second)
+    assert computed() == before + 4
+    for name, entry in three.items():
+        assert entry["previous"] == one[name]["mean"]
+        assert entry["change"] == pytest.approx(0.0, abs=1e-9) and entry["within_change"]
+        assert not entry["within_spread"]  # the impossible spread tolerance
