@@ -1,9 +1,9 @@
 """``NebActiveLearningWorkChain`` on EMT aluminium: the vacancy hop, refined by labelling its untrusted images.
 
-The committee starts from EMT frames of the rattled perfect and vacancy cells only (no configuration
-near the saddle point); the loop labels the images it does not trust with EMT (``LabelCalculation``
-jobs), warm-starts the training (``TrainCalculation`` jobs) and runs the NEB again. The reference
-barrier is EMT's through the same NEB kernel and settings.
+The committee starts from EMT frames of the rattled perfect 32-atom cell only (bulk: no vacancy, no
+configuration near the saddle point); the loop labels the images it does not trust with EMT
+(``LabelCalculation`` jobs), warm-starts the training (``TrainCalculation`` jobs) and runs the NEB
+again. The reference barrier is EMT's through the same NEB kernel and settings.
 """
 
 from __future__ import annotations
@@ -37,35 +37,37 @@ TRAINING = {
     "valid_fraction": 0.2,
     "seed": 1,
 }
-#: The warm-started retraining of each round: a gentler step.
-RETRAINING = dict(TRAINING, lr=0.002)
+#: The warm-started retraining of each round: a gentler step, and every member on every frame. With
+#: bootstrap resampling a handful of new frames is missed by about a third of the members, whose
+#: deviation on them then stays high: from this committee the saddle image stayed at 0.26-1.7 eV/A
+#: over 4 rounds, the barrier swinging between 0.38 and 0.62 eV (trusted after 3 rounds without).
+RETRAINING = dict(TRAINING, lr=0.002, bootstrap=False)
 NEB = {"images": 5, "fmax": 0.05, "steps": 200}
 SETTINGS = {"neb": NEB, "threshold": 0.15, "max_rounds": 3}
 EMT_LABELLER = {"calculator": "ase.calculators.emt.EMT"}
 
 
-def bulk_frames(initial, count: int = 6, rattle: float = 0.08, seed: int = 0):
-    """EMT-labelled rattled copies of the perfect 32-atom cell and of the vacancy cell ``initial`` (a = 3.994 Angstrom)."""
+def bulk_frames(count: int = 12, rattle: float = 0.08, seed: int = 0):
+    """EMT-labelled rattled copies of the perfect 32-atom fcc Al cell at EMT's a = 3.994 Angstrom."""
     rng = np.random.default_rng(seed)
     perfect = emt_fcc("Al", cubic=True, repeat=2)
     perfect.set_cell(perfect.cell.array * 3.994 / 4.0, scale_atoms=True)
     frames = []
-    for start in (perfect, initial):
-        for _ in range(count):
-            atoms = start.copy()
-            atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
-            atoms.calc = EMT()
-            atoms.get_forces()
-            atoms.get_stress()
-            frames.append(atoms)
+    for _ in range(count):
+        atoms = perfect.copy()
+        atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        atoms.get_stress()
+        frames.append(atoms)
     return frames
 
 
 @pytest.fixture(scope="module")
 def vacancy_committee(aiida_profile, tmp_path_factory):
-    """A committee trained in this process on bulk and vacancy frames, its dataset, and the hop's end points."""
+    """A committee trained in this process on bulk frames, its dataset, and the hop's end points."""
     initial, final = vacancy_hop()
-    dataset = DatasetData.from_atoms(bulk_frames(initial)).store()
+    dataset = DatasetData.from_atoms(bulk_frames()).store()
     result = train_committee(dataset.get_frames(), TRAINING, device="cpu", log=None)
     path = tmp_path_factory.mktemp("neb_committee") / "model.safetensors"
     save_committee(result.model, path, {"training_frames": result.training_frames})
@@ -103,21 +105,7 @@ def test_vacancy_hop_is_refined_until_trusted(engine_code, vacancy_committee, em
     barrier = results["barrier"].get_dict()
     rounds = barrier["rounds"]
     first, last = rounds[0], rounds[-1]
-    print(
-        "EMT",
-        round(emt_barrier.barrier, 4),
-        *(
-            (
-                r["round"],
-                round(r["barrier"], 4),
-                round(r["barrier_spread"], 4),
-                round(max(r["max_force_deviation"]), 3),
-                r["n_labelled"],
-            )
-            for r in rounds
-        ),
-    )
-    # the first committee, never shown a configuration near the saddle, does not trust the path
+    # the first committee, never shown a vacancy, does not trust the path
     assert not first["trusted"] and first["untrusted"] and first["n_labelled"] == len(first["untrusted"])
     assert node.is_finished_ok, node.exit_message
     assert last["trusted"] and barrier["trusted"] and 1 <= barrier["n_rounds"] <= 3
@@ -139,7 +127,7 @@ def test_vacancy_hop_is_refined_until_trusted(engine_code, vacancy_committee, em
     assert out.version == dataset.version + barrier["n_rounds"]
     ancestors = orm.QueryBuilder().append(DatasetData, filters={"id": out.pk}, tag="out")
     ancestors.append(DatasetData, with_descendants="out", filters={"id": dataset.pk})
-    assert ancestors.count() == 1
+    assert ancestors.distinct().count() == 1
     # ... and every new frame was labelled by a LabelCalculation of a LabellingWorkChain of this run
     labellings = [
         link.node
