@@ -78,11 +78,17 @@ def judge_path(result: NEBResult, threshold: float) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        ``result`` has no force deviation (not a committee of at least two members).
+        ``result`` has no force deviation (not a committee of at least two members), or a NaN or
+        infinite energy or deviation (a path that blew up).
     """
     if result.force_deviation is None:
         raise ValueError("the NEB was not run with a committee of at least two members: no force deviation")
     deviation = np.asarray(result.force_deviation, dtype=float)
+    if not (np.isfinite(result.energies).all() and np.isfinite(deviation).all()):
+        raise ValueError(
+            f"the path has non-finite energies {np.round(result.energies, 4).tolist()} or force deviations "
+            f"{np.round(deviation, 4).tolist()}: the committee drove the images apart"
+        )
     untrusted = [int(index) for index in np.flatnonzero(deviation >= threshold)]
     return {
         "barrier": float(result.barrier),

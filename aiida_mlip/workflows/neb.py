@@ -59,11 +59,11 @@ def neb_with_committee(
     ``neb_round_{round_number}_image_{index}``). A kernel that raises gives exit status 400 with its message.
     """
     values = NebLearningSettings.from_mapping(settings.get_dict())
-    committee = potential.get_calculator(device=values.device, dtype=values.dtype)
     try:
+        committee = potential.get_calculator(device=values.device, dtype=values.dtype)
         found = nudged_elastic_band(initial.get_ase(), final.get_ase(), committee, values.neb)
         record = judge_path(found, values.threshold)
-    except Exception as exception:  # any failure of the kernel is this round's failure
+    except Exception as exception:  # any failure of the committee or the kernel is this round's failure
         return ExitCode(NEB_FAILED, f"{type(exception).__name__}: {' '.join(str(exception).split())}")
     images = [image.copy() for image in found.images]  # without the calculator: no labels
     energies = orm.ArrayData()

@@ -67,3 +67,9 @@ def test_a_path_without_a_committee_cannot_be_judged():
     path.force_deviation = None
     with pytest.raises(ValueError, match="committee of at least two members"):
         judge_path(path, 0.15)
+
+
+def test_a_path_that_blew_up_is_an_error():
+    path = _path([0.1, np.nan, 0.1], [[0, 1, 0], [0, 1, 0]])
+    with pytest.raises(ValueError, match="non-finite energies .* or force deviations"):
+        judge_path(path, 0.15)

