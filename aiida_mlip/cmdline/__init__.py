@@ -2,6 +2,7 @@
 
 from aiida_mlip.cmdline import (  # noqa: F401  (potential, dataset, launch, status, watch, lineage)
     data,
+    neb,  # noqa: F401  (neb)
     runs,
     setup,  # noqa: F401  (registers the sub-commands)
     setup_qe,  # noqa: F401  (setup pw, setup pseudos)

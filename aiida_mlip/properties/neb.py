@@ -3,9 +3,10 @@
 The end points are relaxed (ions, fixed cell), the path is interpolated linearly (minimum-image
 convention for periodic cells) and relaxed with ASE's NEB (G. Henkelman, B. P. Uberuaga and H.
 Jonsson, J. Chem. Phys. 113, 9901 (2000), climbing image by default) and the FIRE optimiser. With a
-committee calculator each image's energy is also taken from every member: the spread of the
-members' energies relative to the initial state shows where along the path the potential is
-unsure (the images one would label first).
+committee calculator each image's energy and forces are also taken from every member: the spread of
+the members' energies relative to the initial state, and the committee's largest force deviation on
+each image (:func:`~aiida_mlip.selection.deviation.force_deviation`, as the active-learning loop
+watches it), show where along the path the potential is unsure (the images one would label first).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ase.optimize import FIRE
 
 from aiida_mlip.properties.checks import check_endpoints, check_images, require_calculator, resolve_settings
 from aiida_mlip.properties.relax import relax_ions
+from aiida_mlip.selection.deviation import force_deviation
 from aiida_mlip.settings import Settings
 
 __all__ = ("NEBResult", "NEBSettings", "nudged_elastic_band")
@@ -88,6 +90,12 @@ class NEBResult:
         a committee calculator.
     spread
         (n,) eV: standard deviation over members of ``member_energies``; ``None`` without a committee.
+    barrier_spread, reverse_barrier_spread
+        eV: standard deviation over members of each member's forward (reverse) barrier at the
+        committee's highest image; ``None`` without a committee.
+    force_deviation
+        (n,) eV/Angstrom: the committee's largest per-atom force deviation on each image; ``None``
+        without a committee of at least two members.
     """
 
     images: list[Atoms] = field(repr=False)
@@ -97,6 +105,9 @@ class NEBResult:
     converged: bool
     member_energies: np.ndarray | None = field(default=None, repr=False)
     spread: np.ndarray | None = None
+    barrier_spread: float | None = None
+    reverse_barrier_spread: float | None = None
+    force_deviation: np.ndarray | None = None
 
     def scalars(self) -> dict[str, float]:
         """``barrier``, ``reverse_barrier`` (eV) and ``E_{i}`` (eV, each image relative to the initial state)."""
@@ -151,16 +162,23 @@ def nudged_elastic_band(
     converged = bool(FIRE(band, logfile=None).run(fmax=settings.fmax, steps=settings.steps))
     energies = np.array([image.get_potential_energy() for image in images])
     energies -= energies[0]
-    member_energies = spread = None
+    member_energies = spread = deviation = None
+    barrier_spread = reverse_barrier_spread = None
     if hasattr(calculator, "member_calculators"):
-        member_energies = np.array(
-            [
-                [member.get_potential_energy(image) for image in images]
-                for member in calculator.member_calculators()
-            ]
-        )
+        members = calculator.member_calculators()
+        member_energies = np.zeros((len(members), len(images)))
+        member_forces = np.zeros((len(images), len(members), len(initial), 3))
+        for k, member in enumerate(members):
+            for i, image in enumerate(images):
+                member_energies[k, i] = member.get_potential_energy(image)
+                member_forces[i, k] = member.get_forces(image)  # from the same evaluation
+        if len(members) >= 2:
+            deviation = np.array([force_deviation(forces).max() for forces in member_forces])
         member_energies -= member_energies[:, :1]
         spread = member_energies.std(axis=0)
+        top = int(np.argmax(energies))
+        barrier_spread = float(spread[top])
+        reverse_barrier_spread = float((member_energies[:, top] - member_energies[:, -1]).std())
     return NEBResult(
         images=images,
         energies=energies,
@@ -169,4 +187,7 @@ def nudged_elastic_band(
         converged=converged,
         member_energies=member_energies,
         spread=spread,
+        barrier_spread=barrier_spread,
+        reverse_barrier_spread=reverse_barrier_spread,
+        force_deviation=deviation,
     )

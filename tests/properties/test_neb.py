@@ -59,3 +59,22 @@ def test_bad_paths_are_refused_before_any_energy():
     strained.set_cell(final.cell.array * 1.01, scale_atoms=True)
     with pytest.raises(PropertyInputError, match="different cells"):
         nudged_elastic_band(initial, strained)
+
+
+def test_committee_spread_and_force_deviation_per_image(tiny_model_file):
+    """With a committee: each image's largest force deviation is the calculator's own, the spreads its members'."""
+    from aiida_mlip.potentials import load_calculator
+
+    initial, final = vacancy_hop()
+    committee = load_calculator(tiny_model_file, device="cpu", dtype="float64")
+    result = nudged_elastic_band(
+        initial, final, committee, {"images": 3, "relax_endpoints": False, "steps": 5}
+    )
+    assert result.force_deviation.shape == (3,) and (result.force_deviation > 0).all()
+    for image, deviation in zip(result.images, result.force_deviation, strict=True):
+        committee.calculate(image, ["forces"])
+        assert deviation == pytest.approx(committee.results["max_force_deviation"], rel=1e-9)
+    top = int(np.argmax(result.energies))
+    members = result.member_energies
+    assert result.barrier_spread == pytest.approx(members[:, top].std(), rel=1e-12)
+    assert result.reverse_barrier_spread == pytest.approx((members[:, top] - members[:, -1]).std(), rel=1e-12)
