@@ -13,7 +13,7 @@ import click
 from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.utils import echo
 
-__all__ = ("MlipCommandGroup", "debugging", "one_line", "validation_message")
+__all__ = ("MlipCommandGroup", "debugging", "one_line", "run_refusing", "set_input", "validation_message")
 
 #: Exceptions whose message is the whole story; others are prefixed with their type.
 EXPECTED = (ValueError, KeyError, OSError, LookupError)
@@ -47,6 +47,41 @@ def validation_message(exception: ValueError) -> str | None:
     port, why = match.groups()
     port = port.removeprefix("inputs").lstrip(".")
     return f"input `{port}`: {why}" if port else why
+
+
+def set_input(namespace, port: str, value, source: str = "") -> None:
+    """Set ``namespace.<port>``; a refusal of the port's validator ends the command in one line.
+
+    ``source`` is appended to the message (e.g. the file the value came from).
+    """
+    try:  # a port's own validator runs when the builder is given the value
+        setattr(namespace, port, value)
+    except ValueError as exception:
+        if debugging():
+            raise
+        why = one_line(exception).removeprefix("invalid attribute value ")
+        echo.echo_critical(f"refused: input `{port}`: {why}{source}")
+
+
+def run_refusing(builder, source: str = ""):
+    """Run ``builder`` here (in the foreground) and return its node after one line on how it ended.
+
+    Inputs refused by the validators of the whole input namespace end the command in one line,
+    before anything runs; ``source`` is appended to that message.
+    """
+    from aiida_mlip.foreground import run_get_node
+
+    try:
+        _, node = run_get_node(builder)
+    except ValueError as exception:
+        message = validation_message(exception)
+        if debugging() or message is None:
+            raise
+        echo.echo_critical(f"refused: {message}{source}")
+    state = node.process_state.value if node.process_state else "?"
+    ending = f", exit {node.exit_status} {node.exit_message or ''}".rstrip() if node.exit_status else ""
+    echo.echo(f"{node.process_label}<{node.pk}>: {state}{ending}")
+    return node
 
 
 def debugging() -> bool:

@@ -109,9 +109,8 @@ def cmd_neb(
     """
     from aiida import orm
 
-    from aiida_mlip.cmdline.errors import debugging, one_line, validation_message
+    from aiida_mlip.cmdline.errors import run_refusing, set_input
     from aiida_mlip.codes import get_or_create_localhost, register_engine_codes
-    from aiida_mlip.foreground import run_get_node
     from aiida_mlip.workflows.neb import NebActiveLearningWorkChain
 
     settings = (
@@ -151,20 +150,8 @@ def cmd_neb(
             (builder.label.pw, "pseudo_family", orm.Str(label["pw"]["pseudo_family"])),
         ]
     for namespace, port, value in inputs:
-        try:  # a port's own validator runs when the builder is given the value
-            setattr(namespace, port, value)
-        except ValueError as exception:
-            if debugging():
-                raise
-            why = one_line(exception).removeprefix("invalid attribute value ")
-            echo.echo_critical(f"refused: input `{port}`: {why}")
-    try:  # the inputs are validated (and refused) before anything runs
-        _, node = run_get_node(builder)
-    except ValueError as exception:
-        message = validation_message(exception)
-        if debugging() or message is None:
-            raise
-        echo.echo_critical(f"refused: {message}")
+        set_input(namespace, port, value)
+    node = run_refusing(builder)  # the inputs are validated (and refused) before anything runs
     _print_rounds(node)
     if not node.is_finished_ok:
         raise SystemExit(1)
@@ -173,11 +160,6 @@ def cmd_neb(
 def _print_rounds(node):
     from tabulate import tabulate
 
-    state = node.process_state.value if node.process_state else "?"
-    echo.echo(
-        f"{node.process_label}<{node.pk}>: {state}"
-        + (f", exit {node.exit_status} {node.exit_message or ''}".rstrip() if node.exit_status else "")
-    )
     if "barrier" not in node.outputs:
         return
     barrier = node.outputs.barrier.get_dict()

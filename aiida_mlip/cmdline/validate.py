@@ -57,8 +57,7 @@ def cmd_validate(potential, structure, properties, reference, settings_file, fin
     """
     from aiida import orm
 
-    from aiida_mlip.cmdline.errors import debugging, one_line, validation_message
-    from aiida_mlip.foreground import run_get_node
+    from aiida_mlip.cmdline.errors import run_refusing, set_input
     from aiida_mlip.workflows.validation import ValidationWorkChain
 
     settings = (
@@ -81,22 +80,9 @@ def cmd_validate(potential, structure, properties, reference, settings_file, fin
     source = f" (settings from --settings {settings_file})" if settings_file else ""
     builder = ValidationWorkChain.get_builder()
     for port, value in inputs.items():
-        try:  # a port's own validator runs when the builder is given the value
-            setattr(builder, port, value)
-        except ValueError as exception:
-            if debugging():
-                raise
-            why = one_line(exception).removeprefix("invalid attribute value ")
-            echo.echo_critical(f"refused: input `{port}`: {why}{source}")
-    try:
-        _, node = run_get_node(
-            builder
-        )  # the inputs together are validated (and refused) before anything runs
-    except ValueError as exception:
-        message = validation_message(exception)
-        if debugging() or message is None:
-            raise
-        echo.echo_critical(f"refused: {message}{source}")
+        set_input(builder, port, value, source)
+    # the inputs together are validated (and refused) before anything runs
+    node = run_refusing(builder, source)
     _print_validation(node)
     if not node.is_finished_ok:
         raise SystemExit(1)
@@ -105,11 +91,6 @@ def cmd_validate(potential, structure, properties, reference, settings_file, fin
 def _print_validation(node):
     from aiida_mlip.properties.validation import format_table
 
-    state = node.process_state.value if node.process_state else "?"
-    echo.echo(
-        f"{node.process_label}<{node.pk}>: {state}"
-        + (f", exit {node.exit_status} {node.exit_message or ''}".rstrip() if node.exit_status else "")
-    )
     if "comparison" not in node.outputs:
         return
     comparison = node.outputs.comparison.get_dict()
