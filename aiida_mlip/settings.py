@@ -72,6 +72,11 @@ class Settings(pydantic.BaseModel):
     block: ClassVar[str] = ""
 
     @classmethod
+    def from_node(cls, node=None):
+        """Build the block from an ``orm.Dict`` input (anything with ``get_dict``); ``None``: every default."""
+        return cls.from_mapping(node.get_dict() if node is not None else None)
+
+    @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, where: str | None = None, **extra):
         """Build the block from a mapping (a protocol entry, an overrides file, a JSON input file).
 
@@ -123,3 +128,14 @@ class Settings(pydantic.BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The block as plain JSON-able values (what goes into an ``orm.Dict`` or a JSON input file)."""
         return self.model_dump(mode="json")
+
+
+def settings_refusal(model: type[Settings], node) -> str | None:
+    """What a port validator returns for a settings ``orm.Dict``: ``None`` if ``model`` accepts it, else why not."""
+    if node is None:
+        return None
+    try:
+        model.from_node(node)
+    except SettingsError as exception:
+        return f"invalid settings: {exception}"
+    return None

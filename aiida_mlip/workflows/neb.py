@@ -29,7 +29,7 @@ from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.properties.checks import PropertyInputError
 from aiida_mlip.properties.neb import nudged_elastic_band
 from aiida_mlip.properties.validation import ValidationSettings, check_inputs
-from aiida_mlip.settings import SettingsError
+from aiida_mlip.settings import SettingsError, settings_refusal
 from aiida_mlip.workflows import labelling
 from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.labelling import LabellingWorkChain
@@ -112,19 +112,9 @@ def collect_rounds(labelled: orm.Dict, **results: orm.Dict) -> orm.Dict:
     return orm.Dict(summary)
 
 
-def _settings(value: orm.Dict | None) -> NebLearningSettings:
-    return NebLearningSettings.from_mapping(value.get_dict() if value is not None else None)
-
-
 def validate_settings(value, _):
     """Unknown keys (with the nearest known one), fewer than 3 images, a threshold <= 0, ..."""
-    if value is None:
-        return None
-    try:
-        _settings(value)
-    except SettingsError as exception:
-        return f"invalid settings: {exception}"
-    return None
+    return settings_refusal(NebLearningSettings, value)
 
 
 def validate_inputs(inputs, _):
@@ -137,7 +127,7 @@ def validate_inputs(inputs, _):
     if any(name not in inputs for name in needed):
         return None
     try:
-        settings = _settings(inputs.get("settings"))
+        settings = NebLearningSettings.from_node(inputs.get("settings"))
     except SettingsError:
         return None  # the port validator says why
     potential, initial = inputs["potential"], inputs["initial_structure"]
@@ -252,7 +242,7 @@ class NebActiveLearningWorkChain(WorkChain):
 
     def setup(self):
         """Read the settings; the first round starts from the input committee and dataset."""
-        settings = _settings(self.inputs.get("settings"))
+        settings = NebLearningSettings.from_node(self.inputs.get("settings"))
         self.ctx.settings = settings.to_dict()  # a Dict node per NEB, stored as its input
         self.ctx.max_rounds = settings.max_rounds
         self.ctx.round = 0

@@ -26,7 +26,7 @@ from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.engine.label import check_elements, make_calculator, validate_labeller
 from aiida_mlip.properties.checks import PropertyInputError
 from aiida_mlip.properties.validation import ValidationSettings, check_inputs, summarise, validate_property
-from aiida_mlip.settings import SettingsError
+from aiida_mlip.settings import SettingsError, settings_refusal
 
 __all__ = ("ValidationWorkChain", "collect_comparison", "compute_property")
 
@@ -96,19 +96,9 @@ def collect_comparison(failures: orm.Dict | None = None, reference: orm.Dict | N
     return orm.Dict(summarise(validations, reference=label))
 
 
-def _settings(value: orm.Dict | None) -> ValidationSettings:
-    return ValidationSettings.from_mapping(value.get_dict() if value is not None else None)
-
-
 def validate_settings(value, _):
     """Unknown keys (with the nearest known one), strains above 5%, fewer than 3 NEB images, ..."""
-    if value is None:
-        return None
-    try:
-        _settings(value)
-    except SettingsError as exception:
-        return f"invalid settings: {exception}"
-    return None
+    return settings_refusal(ValidationSettings, value)
 
 
 def validate_reference(value, _):
@@ -132,7 +122,7 @@ def validate_inputs(inputs, _):
     if "potential" not in inputs or "structure" not in inputs:
         return None
     try:
-        settings = _settings(inputs.get("settings"))
+        settings = ValidationSettings.from_node(inputs.get("settings"))
     except SettingsError:
         return None  # the port validator says why
     structure = inputs["structure"]
@@ -221,7 +211,7 @@ class ValidationWorkChain(WorkChain):
 
     def setup(self):
         """Read the settings; say what will be computed."""
-        settings = _settings(self.inputs.get("settings"))
+        settings = ValidationSettings.from_node(self.inputs.get("settings"))
         self.ctx.todo = list(settings.properties)
         self.ctx.settings = orm.Dict(settings.to_dict())
         self.ctx.results, self.ctx.failures = {}, {}
