@@ -265,19 +265,14 @@ def quantity_text(name: str, judged: Mapping[str, Any]) -> str:
         return f"{name}: {judged.get('error') or 'no value'}"
     tolerance = judged["tolerance"]
     unit = f" {judged['unit']}" if judged.get("unit") else ""
-    if judged["change"] is None:
-        change = "no change yet: no earlier committee"
-    else:
-        change = (
-            f"change {_percent(judged['change'])} {'<=' if judged['within_change'] else '>'} "
-            + _percent(tolerance["change"])
-        )
-    if judged["spread"] is None:
-        spread = "no spread: zero mean"
-    else:
-        spread = (
-            f"spread {_percent(judged['spread'])} {'<=' if judged['within_spread'] else '>'} "
-            + _percent(tolerance["spread"])
-        )
+
+    def against(measure: str, missing: str) -> str:
+        if judged[measure] is None:
+            return missing
+        sign = "<=" if judged[f"within_{measure}"] else ">"
+        return f"{measure} {_percent(judged[measure])} {sign} {_percent(tolerance[measure])}"
+
+    change = against("change", "no change yet: no earlier committee")
+    spread = against("spread", "no spread: zero mean")
     std = f"{judged['std']:.2g}" if _finite(judged.get("std")) else "n/a"
     return f"{name} {judged['mean']:.4g} +- {std}{unit} ({change}, {spread})"
