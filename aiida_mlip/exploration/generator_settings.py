@@ -1,0 +1,221 @@
+"""The ``exploration.generate`` block: which structures to generate, with what, at which iterations.
+
+One typed model, :class:`GenerateSettings`, read by the work chain's input validator (through
+:class:`~aiida_mlip.learning.settings.ActiveLearningSettings`), by the calcfunction that generates
+the structures, and by the AiiDA-free loop. Each kind is its own block with ``iterations`` (the
+active-learning iterations, from 1, at which its structures join the exploration's start
+structures) and ``parents`` (indices of the start structures it is applied to; all by default)::
+
+    exploration:
+      generate:
+        seed: 0
+        surfaces: {miller: [[1, 1, 1], [1, 0, 0]], thickness: 8.0, vacuum: 10.0, iterations: [2]}
+        vacancies: {count: 1, structures: 2, iterations: [2]}
+        interstitials: {element: Al, count: 1}
+        substitutions: {composition: {Al: 0.75, Cu: 0.25}, structures: 2}
+        strains: {max_strain: 0.04, shear: true, structures: 2}
+
+Units: Angstrom; strains and composition fractions are dimensionless.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import pydantic
+from ase.data import chemical_symbols
+
+from aiida_mlip.settings import Settings, SettingsError
+
+__all__ = (
+    "KINDS",
+    "GenerateSettings",
+    "InterstitialSettings",
+    "StrainSettings",
+    "SubstitutionSettings",
+    "SurfaceSettings",
+    "VacancySettings",
+)
+
+#: The generator kinds, in the order they run.
+KINDS = ("surfaces", "vacancies", "interstitials", "substitutions", "strains")
+
+
+def _element(value: Any) -> str:
+    if value not in chemical_symbols[1:]:
+        raise ValueError(f"{value!r} is not a chemical symbol")
+    return value
+
+
+class _Kind(Settings):
+    """What every kind has: when it runs and on which start structures."""
+
+    iterations: list[pydantic.PositiveInt] = pydantic.Field(default_factory=lambda: [1])
+    parents: list[pydantic.NonNegativeInt] | None = None
+
+    @pydantic.field_validator("iterations")
+    @classmethod
+    def _some_iterations(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one iteration (from 1)")
+        return sorted(set(value))
+
+
+class _Copies(_Kind):
+    structures: pydantic.PositiveInt = 1
+
+
+class SurfaceSettings(_Kind):
+    """``surfaces``: slabs by Miller index (of the conventional standard cell).
+
+    Attributes
+    ----------
+    miller : list of [h, k, l]
+        One slab per index; not all zero.
+    thickness : float
+        Least span of the atoms along the normal, Angstrom; at least the committee's cutoff.
+    vacuum : float
+        Empty space between the slab and its periodic image, Angstrom; at least the cutoff.
+    min_width : float
+        The slab is repeated in-plane until both widths reach it, Angstrom.
+    """
+
+    block: ClassVar[str] = "exploration.generate.surfaces"
+
+    miller: list[tuple[int, int, int]] = pydantic.Field(default_factory=lambda: [(1, 1, 1)])
+    thickness: pydantic.PositiveFloat = 8.0
+    vacuum: pydantic.PositiveFloat = 10.0
+    min_width: pydantic.PositiveFloat = 8.0
+
+    @pydantic.field_validator("miller")
+    @classmethod
+    def _miller(cls, value: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        if not value:
+            raise ValueError("give at least one Miller index")
+        for index in value:
+            if not any(index):
+                raise ValueError(f"the Miller index {list(index)} is all zeros: it names no plane")
+        return value
+
+
+class VacancySettings(_Copies):
+    """``vacancies``: ``count`` random sites removed from each of ``structures`` copies."""
+
+    block: ClassVar[str] = "exploration.generate.vacancies"
+
+    count: pydantic.PositiveInt = 1
+
+
+class InterstitialSettings(_Copies):
+    """``interstitials``: ``count`` atoms of ``element`` (default: the parent's most common) inserted
+    at the most open of ``samples`` random points, each at least ``min_distance`` Angstrom from every atom."""
+
+    block: ClassVar[str] = "exploration.generate.interstitials"
+
+    element: str | None = None
+    count: pydantic.PositiveInt = 1
+    samples: pydantic.PositiveInt = 2000
+    min_distance: pydantic.PositiveFloat = 1.5
+
+    _symbol = pydantic.field_validator("element")(classmethod(lambda cls, v: v if v is None else _element(v)))
+
+
+class SubstitutionSettings(_Copies):
+    """``substitutions``: random alloys on the parent's sites; ``composition`` maps element -> fraction (sum 1)."""
+
+    block: ClassVar[str] = "exploration.generate.substitutions"
+
+    composition: dict[str, float]
+
+    @pydantic.field_validator("composition")
+    @classmethod
+    def _composition(cls, value: dict[str, float]) -> dict[str, float]:
+        for element, fraction in value.items():
+            _element(element)
+            if not (math.isfinite(fraction) and 0 <= fraction <= 1):
+                raise ValueError(f"the fraction of {element} must be within [0, 1], got {fraction}")
+        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"the fractions must add up to 1, got {sum(value.values()):g}")
+        return value
+
+
+class StrainSettings(_Copies):
+    """``strains``: random symmetric strains, components within ``+-max_strain`` (shear ones too with ``shear``)."""
+
+    block: ClassVar[str] = "exploration.generate.strains"
+
+    max_strain: float = 0.05
+    shear: bool = True
+
+    @pydantic.field_validator("max_strain")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if not (0 < value < 0.5):
+            raise ValueError(f"max_strain must be within (0, 0.5), got {value}")
+        return value
+
+
+class GenerateSettings(Settings):
+    """The ``exploration.generate`` block (see the module docstring); every kind is off unless given."""
+
+    block: ClassVar[str] = "exploration.generate"
+
+    seed: int = 0
+    surfaces: SurfaceSettings | None = None
+    vacancies: VacancySettings | None = None
+    interstitials: InterstitialSettings | None = None
+    substitutions: SubstitutionSettings | None = None
+    strains: StrainSettings | None = None
+
+    def kinds_at(self, iteration: int) -> list[tuple[str, _Kind]]:
+        """The (name, block) of each kind due at ``iteration`` (from 1), in the order of :data:`KINDS`."""
+        blocks = [(name, getattr(self, name)) for name in KINDS]
+        return [(name, block) for name, block in blocks if block is not None and iteration in block.iterations]
+
+    @property
+    def iterations(self) -> list[int]:
+        """Every iteration at which some kind runs, sorted."""
+        return sorted({i for name in KINDS if getattr(self, name) for i in getattr(self, name).iterations})
+
+    @property
+    def elements(self) -> set[str]:
+        """The elements the generators may put in (substitutions and interstitials)."""
+        found = set()
+        if self.substitutions is not None:
+            found |= {e for e, fraction in self.substitutions.composition.items() if fraction > 0}
+        if self.interstitials is not None and self.interstitials.element is not None:
+            found.add(self.interstitials.element)
+        return found
+
+    def check(self, cutoff: float | None = None, n_structures: int | None = None) -> None:
+        """Check the block against the committee's cutoff (Angstrom) and the number of start structures.
+
+        Raises
+        ------
+        SettingsError
+            A slab thinner than the cutoff, a vacuum under it (the slab would see its periodic image),
+            or a ``parents`` index beyond the start structures.
+        """
+        surfaces = self.surfaces
+        if cutoff is not None and surfaces is not None:
+            for name in ("thickness", "vacuum"):
+                if getattr(surfaces, name) < cutoff:
+                    raise SettingsError(
+                        f"`exploration.generate.surfaces.{name}`: {getattr(surfaces, name)} A is under the "
+                        f"committee's cutoff ({cutoff} A)"
+                        + (
+                            ": the slab's two surfaces would see each other"
+                            if name == "thickness"
+                            else ": the slab would see its periodic image"
+                        )
+                    )
+        if n_structures is None:
+            return
+        for name in KINDS:
+            block = getattr(self, name)
+            beyond = [i for i in (block.parents or []) if i >= n_structures] if block else []
+            if beyond:
+                raise SettingsError(
+                    f"`exploration.generate.{name}.parents`: {beyond} beyond the {n_structures} start structure(s)"
+                )
