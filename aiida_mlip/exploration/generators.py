@@ -64,12 +64,16 @@ def _slab(parent: Atoms, miller: tuple[int, int, int], settings: SurfaceSettings
     """One slab of ``parent`` at least ``settings.thickness`` thick (atom span along the normal)."""
     with warnings.catch_warnings():  # spglib's notice about its error handling, not a problem of the cell
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="spglib")
-        from pymatgen.core.surface import SlabGenerator
-        from pymatgen.io.ase import AseAtomsAdaptor
-        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+        return _pymatgen_slab(parent, miller, settings)
 
-        structure = AseAtomsAdaptor.get_structure(parent)
-        conventional = SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
+
+def _pymatgen_slab(parent: Atoms, miller: tuple[int, int, int], settings: SurfaceSettings) -> Atoms:
+    from pymatgen.core.surface import SlabGenerator
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    structure = AseAtomsAdaptor.get_structure(parent)
+    conventional = SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
     size = settings.thickness
     for _ in range(20):  # pymatgen's slab size counts a layer spacing more than the atoms span
         generator = SlabGenerator(

@@ -8,6 +8,9 @@
 ``exploration.schedule``       a list of entries: ``temperatures`` (K; ``[start, stop]`` ramps),
                                optional ``pressures`` (GPa) and any ``exploration.md`` key
 ``exploration.watch_gamma``    bool: also classify by the extrapolation grade
+``exploration.generate``       :class:`~aiida_mlip.exploration.generator_settings.GenerateSettings`:
+                               structures (surfaces, defects, alloys, strains) added to the start
+                               structures at chosen iterations
 ``trust``                      :class:`~aiida_mlip.selection.trust.TrustWindow` (eV/Angstrom)
 ``selection``                  :class:`~aiida_mlip.selection.settings.SelectionSettings`
 ``convergence``                :class:`~aiida_mlip.learning.convergence.ConvergenceSettings`
@@ -31,6 +34,7 @@ from typing import Any, ClassVar
 
 import pydantic
 
+from aiida_mlip.exploration.generator_settings import GenerateSettings
 from aiida_mlip.exploration.parameters import ExploreParameters
 from aiida_mlip.learning.convergence import ConvergenceSettings
 from aiida_mlip.learning.initial import InitialSettings
@@ -80,13 +84,15 @@ ScheduleEntry.block = "exploration.schedule"
 
 
 class ExplorationSettings(Settings):
-    """The ``exploration`` block: MD parameters shared by all jobs, and the per-iteration schedule."""
+    """The ``exploration`` block: MD parameters shared by all jobs, the per-iteration schedule, and the
+    structures generated at chosen iterations (``generate``, off by default)."""
 
     block: ClassVar[str] = "exploration"
 
     md: MDSettings = pydantic.Field(default_factory=MDSettings)  # type: ignore[valid-type]
     schedule: list[ScheduleEntry] = pydantic.Field(default_factory=list)  # type: ignore[valid-type]
     watch_gamma: bool = False
+    generate: GenerateSettings | None = None
 
 
 def explore_parameters(md: Mapping[str, Any], entry: Mapping[str, Any], trust: Mapping[str, Any]) -> dict:
@@ -130,8 +136,9 @@ class ActiveLearningSettings(Settings):
         SettingsError
             For a mapping that is not one (e.g. an overrides file holding a list), an unknown key
             anywhere (with the nearest valid key), a value out of range, an empty schedule or an
-            entry without temperatures, MD parameters that do not hold together for one job, or
-            ``warm_start_parameters`` that are not training settings.
+            entry without temperatures, MD parameters that do not hold together for one job, generated
+            slabs or vacuum thinner than the training cutoff, or ``warm_start_parameters`` that are
+            not training settings.
         """
         if values is not None and not isinstance(values, Mapping):
             raise SettingsError(
@@ -140,6 +147,8 @@ class ActiveLearningSettings(Settings):
             )
         settings = super().from_mapping(values, where=where, **extra)
         settings._check_schedule()
+        if settings.exploration.generate is not None:
+            settings.exploration.generate.check(cutoff=settings.training.cutoff)
         if settings.warm_start_parameters:
             TrainConfig.from_mapping(
                 {**settings.training.model_dump(exclude_unset=True), **settings.warm_start_parameters},

@@ -41,6 +41,7 @@ from aiida_mlip.workflows.calibration import calibrate_uncertainty, calibration_
 from aiida_mlip.workflows.concurrency import validate_max_concurrent
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.failures import describe_failure
+from aiida_mlip.workflows.generation import GenerationMixin
 from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.property_convergence import PropertyConvergenceMixin
 from aiida_mlip.workflows.protocol import ProtocolMixin
@@ -54,7 +55,7 @@ def _span(node: orm.ProcessNode) -> float:
     return max(0.0, (node.mtime - node.ctime).total_seconds())
 
 
-class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, WorkChain):
+class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, GenerationMixin, WorkChain):
     """Grow a committee potential by active learning, every step recorded in the provenance graph."""
 
     _protocol_file = "active_learning.yaml"
@@ -368,7 +369,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, WorkChain
         return self.ctx.decision is None or not self.ctx.decision["stop"]
 
     def run_exploration(self):
-        """Explore with the current committee at this iteration's temperatures."""
+        """Explore with the current committee at this iteration's temperatures (generated structures too)."""
         self.ctx.iteration += 1
         self.ctx.iteration_start = time.time()
         self.ctx.record = new_record(self.ctx.iteration)
@@ -381,7 +382,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, WorkChain
         parameters["seed"] = int(parameters.get("seed", 0)) + 1000 * (self.ctx.iteration - 1)
         inputs = {
             "potential": self.ctx.potential,
-            "structures": self.inputs.structures,
+            "structures": self._exploration_structures(),  # with those of exploration.generate so far
             "temperatures": orm.List(list(entry["temperatures"])),
             "parameters": orm.Dict(parameters),
             "explore": self.exposed_inputs(ExploreCalculation, namespace="explore"),

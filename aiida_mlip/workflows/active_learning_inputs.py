@@ -83,8 +83,8 @@ def validate_inputs(inputs, _):
 
     Every settings block goes through :class:`~aiida_mlip.learning.settings.ActiveLearningSettings`
     (the model ``get_protocol_inputs`` also uses): unknown keys are refused with the nearest valid
-    key, and every exploration job's MD parameters are checked; ``convergence.properties`` is
-    checked against the structures and the cutoff.
+    key, and every exploration job's MD parameters are checked; ``convergence.properties`` and
+    ``exploration.generate`` are checked against the structures and the cutoff.
     """
     try:
         settings = ActiveLearningSettings.from_mapping(settings_of(inputs))
@@ -96,6 +96,11 @@ def validate_inputs(inputs, _):
     if message:
         return message
     potential, structures = inputs.get("potential"), inputs.get("structures")
+    from aiida_mlip.workflows.generation import validate_generation
+
+    message = validate_generation(settings.exploration.generate, structures)
+    if message:
+        return message
     if potential is not None and structures is not None:
         unknown = sorted(set(structures.elements) - set(potential.elements))
         if unknown:

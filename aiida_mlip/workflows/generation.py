@@ -1,0 +1,127 @@
+"""Generated start structures of ``ActiveLearningWorkChain``: surfaces, defects, alloys, strained cells.
+
+At each iteration where a kind of ``exploration.generate``
+(:class:`~aiida_mlip.exploration.generator_settings.GenerateSettings`) is due, every start structure
+it applies to is taken out of the start set as a ``StructureData`` (:func:`structure_of`), the
+:func:`generate_structures` calcfunction makes the new structures from it, and
+:func:`add_structures` joins them to the exploration's start set, where they stay for the later
+iterations. Every generated structure is thus a ``StructureData`` node with its parent and the
+settings as inputs of the calcfunction that made it.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_mlip.data.structures import StructureSetData
+from aiida_mlip.exploration.generator_settings import KINDS, GenerateSettings
+from aiida_mlip.exploration.generators import generate
+from aiida_mlip.potentials.frames import Frames
+
+__all__ = ("GenerationMixin", "add_structures", "generate_structures", "structure_of", "validate_generation")
+
+
+@calcfunction
+def structure_of(structures: StructureSetData, index: orm.Int) -> orm.StructureData:
+    """Structure ``index`` of a set as a ``StructureData`` (the parent of generated structures)."""
+    return orm.StructureData(ase=structures.get_atoms()[index.value])
+
+
+@calcfunction
+def generate_structures(
+    structure: orm.StructureData, settings: orm.Dict, iteration: orm.Int, parent: orm.Int
+) -> dict:
+    """The structures the ``exploration.generate`` block makes from ``structure`` at ``iteration``.
+
+    ``parent`` is the structure's index among the start structures (each kind's ``parents`` filter
+    and the random stream depend on it). Outputs: ``structure_0``, ``structure_1``, ... (each
+    labelled with its kind, e.g. ``surface [1, 1, 1]``) and ``details``, a ``Dict`` with the
+    generator's record of each (kind, Miller index, removed sites, strain tensor, ...).
+    """
+    block = GenerateSettings.from_mapping(settings.get_dict())
+    images = generate({parent.value: structure.get_ase()}, block, iteration.value)
+    outputs, details = {}, {}
+    for number, atoms in enumerate(images):
+        key = f"structure_{number}"
+        node = orm.StructureData(ase=atoms)
+        node.label = atoms.info["generator"] + (f" {atoms.info['miller']}" if "miller" in atoms.info else "")
+        outputs[key] = node
+        details[key] = {name: value for name, value in atoms.info.items()}
+    outputs["details"] = orm.Dict(details)
+    return outputs
+
+
+@calcfunction
+def add_structures(structures: StructureSetData, **generated: orm.StructureData) -> StructureSetData:
+    """The start set followed by the generated structures (in the order of their link labels' numbers)."""
+
+    def order(key: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in key.split("_") if part.isdigit())
+
+    images = [generated[key].get_ase() for key in sorted(generated, key=order)]
+    return StructureSetData(Frames.concatenate([structures.get_frames(), Frames.from_atoms(images, require_labels=False)]))
+
+
+def validate_generation(generate_block: GenerateSettings | None, structures) -> str | None:
+    """Why ``exploration.generate`` does not fit the start structures, or ``None``.
+
+    A ``parents`` index beyond the structures, or an element (substitutions, interstitials) that no
+    start structure has, which the committee, trained on the start structures' elements, cannot know.
+    """
+    if generate_block is None or structures is None:
+        return None
+    from aiida_mlip.settings import SettingsError
+
+    try:
+        generate_block.check(n_structures=structures.n_frames)
+    except SettingsError as exception:
+        return str(exception)
+    unknown = sorted(generate_block.elements - set(structures.elements))
+    if unknown:
+        return (
+            f"`exploration.generate` puts in {unknown}, which no start structure has: the committee "
+            "would not know them (give a start structure with them)"
+        )
+    return None
+
+
+class GenerationMixin:
+    """The start structures of an iteration of ``ActiveLearningWorkChain``, generated ones included."""
+
+    def _exploration_structures(self) -> StructureSetData:
+        """The start set of this iteration: the inputs, plus what ``exploration.generate`` made so far."""
+        structures = self.ctx.get("structures") or self.inputs.structures
+        values = self.inputs.exploration.get_dict().get("generate")
+        if not values:
+            return structures
+        settings = GenerateSettings.from_mapping(values)
+        iteration = self.ctx.iteration
+        due = settings.kinds_at(iteration)
+        generated = {}
+        for index in range(self.inputs.structures.n_frames):
+            if not any(block.parents is None or index in block.parents for _, block in due):
+                continue
+            parent = structure_of(
+                self.inputs.structures,
+                orm.Int(index),
+                metadata={"call_link_label": f"start_structure_{index}_{iteration}"},
+            )
+            outputs = generate_structures(
+                parent,
+                orm.Dict(values),
+                orm.Int(iteration),
+                orm.Int(index),
+                metadata={"call_link_label": f"generate_{iteration}_{index}"},
+            )
+            for key, node in outputs.items():
+                if key.startswith("structure_"):
+                    generated[f"parent_{index}_{key}"] = node
+        if generated:
+            kinds = ", ".join(name for name, _ in due if name in KINDS)
+            structures = add_structures(
+                structures, **generated, metadata={"call_link_label": f"add_structures_{iteration}"}
+            )
+            self.report(f"iteration {iteration}: {len(generated)} generated start structure(s) ({kinds})")
+        self.ctx.structures = structures
+        return structures

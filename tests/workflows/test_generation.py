@@ -1,0 +1,66 @@
+"""``exploration.generate`` in ``ActiveLearningWorkChain``: generated structures are nodes linked to their parent."""
+
+import pytest
+from aiida import orm
+from ase.build import bulk
+
+from aiida_mlip.workflows.active_learning import ActiveLearningWorkChain
+from tests.workflows.test_active_learning import OVERRIDES, al_builder
+
+STRUCTURES = [bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1)), bulk("Al", "fcc", a=4.05, cubic=True)]
+
+
+def _exploration(generate):
+    return {**OVERRIDES["exploration"], "generate": generate}
+
+
+def test_generated_structures_are_nodes_linked_to_their_parent(generate_workchain, engine_code):
+    generate = {
+        "surfaces": {"miller": [[1, 1, 1]], "thickness": 5.0, "vacuum": 6.0, "iterations": [2]},
+        "vacancies": {"structures": 2, "parents": [0]},
+    }
+    builder = al_builder(engine_code, STRUCTURES, exploration=_exploration(generate))
+    process = generate_workchain(ActiveLearningWorkChain, builder)
+    process.setup()
+    process.ctx.iteration = 1
+    first = process._exploration_structures()
+    assert [len(atoms) for atoms in first.get_atoms()] == [8, 4, 7, 7]  # two vacancy cells of structure 0
+    joined = first.creator  # add_structures: the input set and the generated structures in
+    assert joined.process_label == "add_structures" and joined.inputs.structures.pk == builder.structures.pk
+    made = [link.node for link in joined.base.links.get_incoming().all() if link.link_label != "structures"]
+    assert len(made) == 2
+    for node in made:
+        assert isinstance(node, orm.StructureData) and node.label == "vacancy" and len(node.sites) == 7
+        generated = node.creator
+        assert generated.process_label == "generate_structures"
+        parent = generated.inputs.structure  # structure 0 of the input set, through structure_of
+        assert len(parent.sites) == 8 and parent.creator.inputs.structures.pk == builder.structures.pk
+        assert generated.inputs.settings.get_dict()["vacancies"]["structures"] == 2
+        (link,) = [x for x in generated.base.links.get_outgoing().all() if x.node.pk == node.pk]
+        assert generated.outputs.details[link.link_label]["generator"] == "vacancy"
+    process.ctx.iteration = 2  # the vacancy cells stay; the slabs of both structures join them
+    second = process._exploration_structures()
+    assert second.n_frames == 6 and second.creator.inputs.structures.pk == first.pk
+    assert [len(atoms) for atoms in second.get_atoms()[4:]] == [64, 64]  # (111) slabs: 4 x 4 atoms (8 A wide), 4 layers (5 A)
+    slabs = [link.node for link in second.creator.base.links.get_incoming().all() if link.link_label != "structures"]
+    assert {node.label for node in slabs} == {"surface [1, 1, 1]"}
+    process.ctx.iteration = 3  # nothing due: the same set
+    assert process._exploration_structures().pk == second.pk
+
+
+@pytest.mark.parametrize(
+    ("generate", "message"),
+    [
+        ({"surfaces": {"miller": [[0, 0, 0]]}}, "all zeros"),
+        ({"surfaces": {"thickness": 2.0}}, "thickness`: 2.0 A is under the committee's cutoff"),
+        ({"surfaces": {"vacuum": 2.0}}, "vacuum`: 2.0 A is under the committee's cutoff"),
+        ({"substitutions": {"composition": {"Al": 0.5, "Cu": 0.5}}}, r"puts in \['Cu'\], which no start"),
+        ({"vacancies": {"parents": [5]}}, r"parents`: \[5\] beyond the 2 start"),
+    ],
+)
+def test_bad_generation_is_refused_at_submission(generate_workchain, engine_code, generate, message):
+    builder = al_builder(engine_code, STRUCTURES)
+    exploration = builder.exploration.get_dict()
+    builder.exploration = orm.Dict({**exploration, "generate": generate})  # past the protocol's own check
+    with pytest.raises(ValueError, match=message):
+        generate_workchain(ActiveLearningWorkChain, builder)
