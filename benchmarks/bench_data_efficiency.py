@@ -19,6 +19,12 @@ Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_data_efficiency.py           # the full tables
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_data_efficiency.py --quick   # Al, 1 seed, 2 iterations
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_data_efficiency.py --generate  # generated slabs/defects
+
+``--generate`` compares, on EMT Al with the same label budget, the start structures alone with the
+start structures plus generated (111)/(100) slabs and divacancy cells (``exploration.generate``),
+on test slabs and defects the generator never makes ((110), (211), a 108-atom divacancy cell, an
+interstitial): ``data_efficiency_generate.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.build import bulk, fcc111
+from ase.build import bulk, fcc110, fcc111, fcc211
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
@@ -152,6 +158,34 @@ def test_sets(system: str, per_kind: int = 8) -> dict[str, Frames]:
     return {name: Frames.from_atoms(images) for name, images in sets.items()}
 
 
+#: What ``--generate`` adds to the start structures at iteration 1: (111) and (100) slabs and
+#: divacancy cells of the 32-atom cell (``exploration.generate``, aiida_mlip.exploration.generators).
+GENERATE = {
+    "surfaces": {"miller": [[1, 1, 1], [1, 0, 0]], "thickness": 6.0, "vacuum": 8.0, "min_width": 5.0, "parents": [0]},
+    "vacancies": {"count": 2, "structures": 2, "parents": [0]},
+}
+
+
+def defect_test_sets(system: str, per_kind: int = 8) -> dict[str, Frames]:
+    """Slabs and defects the generator never makes, EMT-labelled (fixed seeds): (110) and (211) slabs
+    at 600 K, a 108-atom cell with a divacancy at 900 K and a 32-atom cell with an octahedral
+    interstitial at 600 K."""
+    a = _cell(system).cell[0, 0] / 2
+    big = bulk(system, "fcc", a=a, cubic=True).repeat(3)
+    del big[[0, 13]]
+    interstitial = _cell(system)
+    interstitial += Atoms(system, positions=[[a / 2, 0.0, 0.0]])  # octahedral site of the conventional cell
+    slab211 = fcc211(system, (3, 2, 4), a=a, vacuum=5.0)
+    slab211.pbc = True
+    sets = {
+        "slab110": _md_frames(fcc110(system, (2, 3, 5), a=a, vacuum=5.0, periodic=True), 600.0, per_kind, seed=21),
+        "slab211": _md_frames(slab211, 600.0, per_kind, seed=22),
+        "divacancy108": _md_frames(big, 900.0, per_kind, seed=23),
+        "interstitial": _md_frames(interstitial, 600.0, per_kind, seed=24),
+    }
+    return {name: Frames.from_atoms(images) for name, images in sets.items()}
+
+
 def combined_rmse(record: dict, sizes: dict[str, int]) -> float:
     """Force RMSE over all test frames (eV/Angstrom), from the per-set RMSEs weighted by force components."""
     errors = record["test_rmse_forces"]
@@ -160,9 +194,11 @@ def combined_rmse(record: dict, sizes: dict[str, int]) -> float:
 
 
 # ------------------------------------------------------------------ runs
-def run_one(system, variant, seed, tests, settings, iterations) -> dict:
+def run_one(system, variant, seed, tests, settings, iterations, generate=None) -> dict:
     values = json.loads(json.dumps(settings))
     values["convergence"]["max_iterations"] = iterations
+    if generate:
+        values["exploration"]["generate"] = generate
     from aiida_mlip.learning.loop import run_active_learning
 
     start = time.perf_counter()
@@ -188,6 +224,7 @@ def run_one(system, variant, seed, tests, settings, iterations) -> dict:
         "labelled": [record.get("n_labelled", 0) for record in records],
         "origin": [record.get("labels_origin", {}) for record in records],
         "accurate_fraction": [record.get("accurate_fraction") for record in records],
+        "test_rmse": [record["test_rmse_forces"] for record in records],
         "records": records,
     }
 
@@ -330,6 +367,59 @@ def progress(run: dict, name: str) -> None:
     )
 
 
+def per_set_table(runs: list[dict]) -> str:
+    """Markdown: final test force RMSE (meV/A) on each test set, mean +- std over seeds, one row per label."""
+    names = list(runs[0]["test_rmse"][-1])
+    lines = ["| start structures | " + " | ".join(names) + " | labels |", "|" + "---|" * (len(names) + 2)]
+    for label in dict.fromkeys(run["label"] for run in runs):
+        members = [run for run in runs if run["label"] == label]
+        cells = []
+        for name in names:
+            mean, spread = _mean_spread([1000 * run["test_rmse"][-1][name] for run in members])
+            cells.append(f"{mean:.1f} +- {spread:.1f}")
+        labels = np.mean([run["labels"][-1] for run in members])
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {labels:.0f} |")
+    return "\n".join(lines)
+
+
+def generation_comparison(args, output: Path) -> None:
+    """``--generate``: the same Al protocol and label budget with and without generated (111)/(100) slabs and
+    divacancies among the start structures, measured on slabs and defects the generator never makes."""
+    start = time.perf_counter()
+    tests = defect_test_sets("Al")
+    runs = []
+    for label, generate in (("bulk + vacancy cell", None), ("+ generated slabs, divacancies", GENERATE)):
+        for seed in args.seeds:
+            run = run_one("Al", "random", seed, tests, SETTINGS, args.iterations, generate=generate)
+            run["label"] = label
+            runs.append(run)
+            progress(run, label[:14])
+    elapsed = time.perf_counter() - start
+    text = [
+        "# Generated start structures (EMT Al, AiiDA-free loop)",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data_efficiency.py {' '.join(sys.argv[1:])}`; "
+        f"{len(args.seeds)} seed(s), {args.iterations} iterations, budget {BUDGET} (random selection), "
+        f"{elapsed / 60:.1f} min in all. Both start from the 32-atom cell and its vacancy cell and label the "
+        "same initial set; the second adds, at iteration 1, the generator's (111) and (100) slabs (6 A, "
+        "8 A vacuum) and two divacancy cells of the 32-atom cell (`exploration.generate`: "
+        f"`{json.dumps(GENERATE)}`). Test sets, never generated: (110) and (211) slabs at 600 K, a "
+        "108-atom divacancy cell at 900 K, an octahedral interstitial at 600 K (8 EMT frames each).",
+        "",
+        "Test force RMSE over all four sets (meV/A) per iteration:",
+        "",
+        table(runs, [run for run in runs if run["label"] == runs[0]["label"]], "start structures"),
+        "",
+        "Final test force RMSE per set (meV/A):",
+        "",
+        per_set_table(runs),
+    ]
+    report = "\n".join(text) + "\n"
+    print(report)
+    (output / "data_efficiency_generate.md").write_text(report)
+    (output / "data_efficiency_generate.json").write_text(json.dumps(runs, indent=1, default=float))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -346,6 +436,11 @@ def main() -> None:
         choices=list(STRATEGIES),
         help="the strategy the trust-window comparison runs (on Al; default: random, the shipped default)",
     )
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="only the comparison with and without generated slabs and divacancies (Al, random selection)",
+    )
     parser.add_argument("--output", default="benchmarks/results")
     args = parser.parse_args()
     if args.quick:
@@ -358,6 +453,9 @@ def main() -> None:
         )
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
+    if args.generate:
+        generation_comparison(args, output)
+        return
     start = time.perf_counter()
 
     runs = []

@@ -13,6 +13,10 @@ exploration step of concurrent learning as in DP-GEN (Zhang et al., Comput. Phys
 107206 (2020)) with the D-optimality grade of Podryabinkin & Shapeev (Comput. Mater. Sci. 140, 171
 (2017)) as a second watch.
 
+A walker named by ``parameters.bias`` runs on the committee plus an uncertainty bias
+(:mod:`~aiida_mlip.exploration.bias`) that pulls it towards configurations where the committee
+disagrees.
+
 Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 """
 
@@ -40,6 +44,7 @@ except ImportError:  # pragma: no cover - older ASE
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
 
+from .bias import UncertaintyBias
 from .parameters import ExploreParameters
 from .watch import FrameCheck, check_frame
 
@@ -212,7 +217,9 @@ def run_walker(
     atoms : Atoms
         Start configuration.
     calculator
-        The committee calculator (committee spread on every call: ``spread_every=1``).
+        The committee calculator (committee spread on every call: ``spread_every=1``); with
+        ``parameters.bias`` naming this walker, the MD runs on it plus the uncertainty bias
+        (:class:`~aiida_mlip.exploration.bias.UncertaintyBias`).
     parameters : ExploreParameters
     walker, structure_index : int
         Labels of this walker; the random stream is ``parameters.seed + walker``.
@@ -223,7 +230,8 @@ def run_walker(
     """
     result = WalkerResult(walker=walker, structure_index=structure_index)
     atoms = atoms.copy()
-    atoms.calc = calculator
+    biased = parameters.bias is not None and parameters.bias.applies_to(walker)
+    atoms.calc = UncertaintyBias(calculator, parameters.bias) if biased else calculator
     rng = np.random.default_rng(parameters.seed + walker)
     if parameters.temperature_at(0) > 0:
         thermalize_momenta(atoms, parameters.temperature_at(0), rng=rng)

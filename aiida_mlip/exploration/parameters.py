@@ -12,6 +12,8 @@ from typing import Any
 import pydantic
 
 from aiida_mlip.selection.trust import TrustWindow
+
+from .bias import BiasSettings
 from aiida_mlip.settings import Settings
 
 __all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
@@ -86,6 +88,9 @@ class ExploreParameters(Settings):
         A checked frame with two atoms closer than this (Angstrom) has exploded.
     max_energy_jump : float
         A change of the potential energy between two checks larger than this (eV/atom) is an explosion.
+    bias : BiasSettings or None
+        Uncertainty-biased MD for the walkers it names (``strength``, ``cap`` in eV, ``walkers``;
+        :mod:`aiida_mlip.exploration.bias`); NVT or NVE only. ``None``: plain MD.
     """
 
     block = "exploration.md"
@@ -112,6 +117,7 @@ class ExploreParameters(Settings):
     barostat_time: float = 1000.0
     min_distance: float = 0.5
     max_energy_jump: float = 1.0
+    bias: BiasSettings | None = None
 
     @pydantic.field_validator("ensemble", mode="before")
     @classmethod
@@ -154,6 +160,12 @@ class ExploreParameters(Settings):
             raise ValueError("a thermostat needs a positive temperature (K)")
         if self.ensemble == "nve" and self.temperature[0] != self.temperature[1]:
             raise ValueError("a temperature ramp needs a thermostat (ensemble nvt or npt), not nve")
+        if self.bias is not None and self.ensemble == "npt":
+            raise ValueError("the uncertainty bias has no stress term: biased walkers run nvt or nve, not npt")
+        if self.bias is not None and self.bias.walkers and max(self.bias.walkers) >= self.walkers:
+            raise ValueError(
+                f"bias.walkers {self.bias.walkers} names walkers beyond the {self.walkers} of the exploration"
+            )
         if self.ensemble != "npt" and self.pressure != (0.0, 0.0):
             raise ValueError(f"pressure is only used by ensemble npt, not {self.ensemble}")
         if self.write_interval is None:

@@ -128,6 +128,7 @@ def check_frame(
         if "max_force_deviation" not in results:
             raise KeyError("the calculator left no 'max_force_deviation' (load it with spread_every=1)")
         deviation = float(results["max_force_deviation"])
+        energy = float(results.get("unbiased_energy", energy))  # the committee's, without an MD bias
         energy_spread = float(results.get("energy_deviation", nan))
     except KeyError:
         raise

@@ -40,6 +40,8 @@ import numpy as np
 from ase import Atoms
 
 from aiida_mlip.engine.label import label_frames
+from aiida_mlip.exploration.generator_settings import GenerateSettings
+from aiida_mlip.exploration.generators import generate
 from aiida_mlip.exploration.md import explore
 from aiida_mlip.exploration.parameters import ExploreParameters
 from aiida_mlip.history import close_record, exploration_fields, new_record, property_fields
@@ -82,7 +84,9 @@ class LoopSettings:
     ``initial``, ``exploration`` (``md`` and ``schedule``, a list of entries with ``temperatures``
     in K, iteration ``i`` using entry ``min(i, len - 1)``), ``trust`` (eV/Angstrom), ``selection``,
     ``convergence``, ``training``, ``warm_start`` and ``warm_start_parameters`` (training keys that
-    replace ``training``'s when continuing from the last committee).
+    replace ``training``'s when continuing from the last committee); ``exploration.generate``
+    (:class:`~aiida_mlip.exploration.generator_settings.GenerateSettings`) adds generated start
+    structures at chosen iterations, as the work chain does.
     """
 
     initial: InitialSettings = field(default_factory=InitialSettings)
@@ -94,6 +98,7 @@ class LoopSettings:
     training: dict[str, Any] = field(default_factory=dict)
     warm_start: bool = True
     warm_start_parameters: dict[str, Any] = field(default_factory=dict)
+    generate: GenerateSettings | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None) -> LoopSettings:
@@ -103,10 +108,10 @@ class LoopSettings:
             if key not in _BLOCKS:
                 raise SettingsError(f"unknown key `{key}`{suggest(key, _BLOCKS)}")
         exploration = dict(values.get("exploration") or {})
-        unknown = set(exploration) - {"md", "schedule", "watch_gamma"}
+        unknown = set(exploration) - {"md", "schedule", "watch_gamma", "generate"}
         if unknown:
             key = sorted(unknown)[0]
-            raise SettingsError(f"unknown key `exploration.{key}`{suggest(key, ['md', 'schedule'])}")
+            raise SettingsError(f"unknown key `exploration.{key}`{suggest(key, ['md', 'schedule', 'generate'])}")
         if exploration.get("watch_gamma"):
             raise SettingsError(
                 "`exploration.watch_gamma`: the AiiDA-free loop watches the committee deviation only"
@@ -130,6 +135,9 @@ class LoopSettings:
             warm_start=bool(values.get("warm_start", True)),
             warm_start_parameters=warm_start_parameters,
         )
+        if exploration.get("generate") is not None:
+            settings.generate = GenerateSettings.from_mapping(exploration["generate"])
+            settings.generate.check(cutoff=TrainConfig.from_mapping(training).cutoff)
         for iteration in range(
             1, len(schedule) + 1
         ):  # every exploration job's parameters, before anything runs
@@ -252,7 +260,8 @@ def run_active_learning(
         ``retrained_from_scratch`` (after a ``no_improvement``), ``epochs_run``, ``new_frames`` (warm
         start: the new labels' count and force RMSE before and after training, eV/Angstrom),
         ``convergence`` (the decision) and ``times`` (explore, select, label, calibrate, train,
-        test; seconds). Record 0 is the initial training.
+        test; seconds), ``n_generated`` (start structures generated in the iteration, with
+        ``exploration.generate``). Record 0 is the initial training.
 
     Raises
     ------
@@ -305,15 +314,25 @@ def run_active_learning(
 
     window, source = settings.trust, "fixed"
     pooled = CalibrationPairs.concatenate([])
+    parents, generated = list(structures), []  # the start structures, and those generated so far
+    if settings.generate is not None:
+        settings.generate.check(n_structures=len(parents))
     for iteration in range(1, settings.convergence.max_iterations + 1):
         start = time.perf_counter()
         record = new_record(iteration)
+        if settings.generate is not None:
+            made = generate(parents, settings.generate, iteration)
+            generated += made
+            record["n_generated"] = len(made)
         record["trust"] = {"lo": window.lo, "hi": window.hi, "source": source}
         calculator = CommitteeCalculator(model, device=device, spread_every=1)
 
         walkers = []
         for parameters in settings.exploration_jobs(iteration, window, seed):
-            walkers += explore(structures, calculator, parameters, log=None).walkers
+            walkers += explore(parents, calculator, parameters, log=None).walkers
+            for number, atoms in enumerate(generated):  # one job per generated structure, as the work chain
+                job = parameters.model_copy(update={"seed": parameters.seed + 7919 * (number + 1)})
+                walkers += explore([atoms], calculator, job, log=None).walkers
         pool = [(atoms, check) for walker in walkers for atoms, check in walker.candidates]
         counts = {name: sum(walker.counts[name] for walker in walkers) for name in CLASS_NAMES}
         record.update(exploration_fields({"counts": counts, "n_candidates": len(pool)}))
