@@ -161,7 +161,13 @@ def test_sets(system: str, per_kind: int = 8) -> dict[str, Frames]:
 #: What ``--generate`` adds to the start structures at iteration 1: (111) and (100) slabs and
 #: divacancy cells of the 32-atom cell (``exploration.generate``, aiida_mlip.exploration.generators).
 GENERATE = {
-    "surfaces": {"miller": [[1, 1, 1], [1, 0, 0]], "thickness": 6.0, "vacuum": 8.0, "min_width": 5.0, "parents": [0]},
+    "surfaces": {
+        "miller": [[1, 1, 1], [1, 0, 0]],
+        "thickness": 6.0,
+        "vacuum": 8.0,
+        "min_width": 5.0,
+        "parents": [0],
+    },
     "vacancies": {"count": 2, "structures": 2, "parents": [0]},
 }
 
@@ -178,7 +184,9 @@ def defect_test_sets(system: str, per_kind: int = 8) -> dict[str, Frames]:
     slab211 = fcc211(system, (3, 2, 4), a=a, vacuum=5.0)
     slab211.pbc = True
     sets = {
-        "slab110": _md_frames(fcc110(system, (2, 3, 5), a=a, vacuum=5.0, periodic=True), 600.0, per_kind, seed=21),
+        "slab110": _md_frames(
+            fcc110(system, (2, 3, 5), a=a, vacuum=5.0, periodic=True), 600.0, per_kind, seed=21
+        ),
         "slab211": _md_frames(slab211, 600.0, per_kind, seed=22),
         "divacancy108": _md_frames(big, 900.0, per_kind, seed=23),
         "interstitial": _md_frames(interstitial, 600.0, per_kind, seed=24),

@@ -139,9 +139,14 @@ class UncertaintyBias(Calculator):
         self.committee.calculate(self.atoms, ["energy", "forces"], all_changes)
         results = dict(self.committee.results)
         if "committee_energy" not in results:
-            raise RuntimeError("the uncertainty bias needs the committee spread on every call (spread_every=1)")
+            raise RuntimeError(
+                "the uncertainty bias needs the committee spread on every call (spread_every=1)"
+            )
         energy, forces, _ = bias_energy_forces(
-            results["committee_energy"], results["committee_forces"], self.settings.strength, self.settings.cap
+            results["committee_energy"],
+            results["committee_forces"],
+            self.settings.strength,
+            self.settings.cap,
         )
         results.update(
             unbiased_energy=results["energy"],

@@ -171,7 +171,9 @@ class GenerateSettings(Settings):
     def kinds_at(self, iteration: int) -> list[tuple[str, _Kind]]:
         """The (name, block) of each kind due at ``iteration`` (from 1), in the order of :data:`KINDS`."""
         blocks = [(name, getattr(self, name)) for name in KINDS]
-        return [(name, block) for name, block in blocks if block is not None and iteration in block.iterations]
+        return [
+            (name, block) for name, block in blocks if block is not None and iteration in block.iterations
+        ]
 
     @property
     def iterations(self) -> list[int]:

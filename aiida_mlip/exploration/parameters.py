@@ -12,9 +12,9 @@ from typing import Any
 import pydantic
 
 from aiida_mlip.selection.trust import TrustWindow
+from aiida_mlip.settings import Settings
 
 from .bias import BiasSettings
-from aiida_mlip.settings import Settings
 
 __all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
 
@@ -161,7 +161,9 @@ class ExploreParameters(Settings):
         if self.ensemble == "nve" and self.temperature[0] != self.temperature[1]:
             raise ValueError("a temperature ramp needs a thermostat (ensemble nvt or npt), not nve")
         if self.bias is not None and self.ensemble == "npt":
-            raise ValueError("the uncertainty bias has no stress term: biased walkers run nvt or nve, not npt")
+            raise ValueError(
+                "the uncertainty bias has no stress term: biased walkers run nvt or nve, not npt"
+            )
         if self.bias is not None and self.bias.walkers and max(self.bias.walkers) >= self.walkers:
             raise ValueError(
                 f"bias.walkers {self.bias.walkers} names walkers beyond the {self.walkers} of the exploration"

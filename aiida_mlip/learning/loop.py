@@ -111,7 +111,9 @@ class LoopSettings:
         unknown = set(exploration) - {"md", "schedule", "watch_gamma", "generate"}
         if unknown:
             key = sorted(unknown)[0]
-            raise SettingsError(f"unknown key `exploration.{key}`{suggest(key, ['md', 'schedule', 'generate'])}")
+            raise SettingsError(
+                f"unknown key `exploration.{key}`{suggest(key, ['md', 'schedule', 'generate'])}"
+            )
         if exploration.get("watch_gamma"):
             raise SettingsError(
                 "`exploration.watch_gamma`: the AiiDA-free loop watches the committee deviation only"

@@ -60,7 +60,9 @@ def add_structures(structures: StructureSetData, **generated: orm.StructureData)
         return tuple(int(part) for part in key.split("_") if part.isdigit())
 
     images = [generated[key].get_ase() for key in sorted(generated, key=order)]
-    return StructureSetData(Frames.concatenate([structures.get_frames(), Frames.from_atoms(images, require_labels=False)]))
+    return StructureSetData(
+        Frames.concatenate([structures.get_frames(), Frames.from_atoms(images, require_labels=False)])
+    )
 
 
 def validate_generation(generate_block: GenerateSettings | None, structures) -> str | None:

@@ -40,7 +40,9 @@ def test_bias_forces_are_minus_the_gradient_of_its_energy(committee, atoms):
             moved.positions[index, axis] += sign * step
             moved.calc = atoms.calc
             energies.append(moved.get_potential_energy())
-        assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(forces[index, axis], rel=1e-5, abs=1e-8)
+        assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(
+            forces[index, axis], rel=1e-5, abs=1e-8
+        )
 
 
 def test_bias_is_linear_then_capped():
@@ -48,7 +50,9 @@ def test_bias_is_linear_then_capped():
     forces = rng.normal(size=(4, 5, 3))
     small, _, sigma = bias_energy_forces(np.array([0.0, 1e-4, -1e-4, 0.0]), forces, strength=3.0, cap=0.2)
     assert small == pytest.approx(-3.0 * sigma, rel=1e-3)  # -s sigma while s sigma << cap
-    large, large_forces, _ = bias_energy_forces(np.array([0.0, 10.0, -10.0, 5.0]), forces, strength=3.0, cap=0.2)
+    large, large_forces, _ = bias_energy_forces(
+        np.array([0.0, 10.0, -10.0, 5.0]), forces, strength=3.0, cap=0.2
+    )
     assert -0.2 <= large < -0.2 + 1e-12 and np.abs(large_forces).max() < 1e-12  # saturated: no pull left
     none, none_forces, _ = bias_energy_forces(np.array([1.0, 2.0]), forces[:2], strength=0.0, cap=0.2)
     assert none == 0.0 and not none_forces.any()
@@ -73,8 +77,13 @@ def test_bad_bias_is_refused(bias, extra, message):
 
 def test_only_the_named_walkers_are_biased(committee, atoms):
     parameters = ExploreParameters.from_mapping(
-        {"steps": 4, "check_interval": 2, "walkers": 2, "bias": {"strength": 1.0, "cap": 0.1, "walkers": [1]},
-         "trust": {"lo": 1e3, "hi": 2e3}}
+        {
+            "steps": 4,
+            "check_interval": 2,
+            "walkers": 2,
+            "bias": {"strength": 1.0, "cap": 0.1, "walkers": [1]},
+            "trust": {"lo": 1e3, "hi": 2e3},
+        }
     )
     result = explore([atoms], committee, parameters)
     plain, biased = result.walkers

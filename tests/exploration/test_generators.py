@@ -53,7 +53,9 @@ def test_vacancies_interstitials_substitutions(cell):
     assert len(inserted) == 33 and inserted.get_chemical_symbols()[-1] == "Cu"
     # the most open sites of fcc are the octahedral ones, a/2 from their neighbours
     assert inserted.get_distances(32, range(32), mic=True).min() == pytest.approx(A / 2, abs=0.25)
-    alloys = substitutions(cell, _block("substitutions", composition={"Al": 0.7, "Cu": 0.3}, structures=2), rng)
+    alloys = substitutions(
+        cell, _block("substitutions", composition={"Al": 0.7, "Cu": 0.3}, structures=2), rng
+    )
     for alloy in alloys:
         assert alloy.info["composition"] == {"Al": 22, "Cu": 10}  # 0.3 * 32 = 9.6 rounds to 10
         assert sorted(alloy.get_chemical_symbols()).count("Cu") == 10
@@ -81,7 +83,9 @@ def test_generate_runs_the_kinds_due(cell):
     second = generate([cell, vacancy], settings, 2)
     assert [(a.info["generator"], a.info["parent"]) for a in second] == [("vacancy", 0), ("vacancy", 1)]
     assert [len(a) for a in second] == [31, 30]
-    assert generate({1: vacancy}, settings, 2)[0].positions == pytest.approx(second[1].positions)  # per parent
+    assert generate({1: vacancy}, settings, 2)[0].positions == pytest.approx(
+        second[1].positions
+    )  # per parent
     assert settings.iterations == [1, 2, 3]
 
 

@@ -41,8 +41,15 @@ def test_generated_structures_are_nodes_linked_to_their_parent(generate_workchai
     process.ctx.iteration = 2  # the vacancy cells stay; the slabs of both structures join them
     second = process._exploration_structures()
     assert second.n_frames == 6 and second.creator.inputs.structures.pk == first.pk
-    assert [len(atoms) for atoms in second.get_atoms()[4:]] == [64, 64]  # (111) slabs: 4 x 4 atoms (8 A wide), 4 layers (5 A)
-    slabs = [link.node for link in second.creator.base.links.get_incoming().all() if link.link_label != "structures"]
+    assert [len(atoms) for atoms in second.get_atoms()[4:]] == [
+        64,
+        64,
+    ]  # (111) slabs: 4 x 4 atoms (8 A wide), 4 layers (5 A)
+    slabs = [
+        link.node
+        for link in second.creator.base.links.get_incoming().all()
+        if link.link_label != "structures"
+    ]
     assert {node.label for node in slabs} == {"surface [1, 1, 1]"}
     process.ctx.iteration = 3  # nothing due: the same set
     assert process._exploration_structures().pk == second.pk
