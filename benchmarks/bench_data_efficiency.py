@@ -396,12 +396,18 @@ def generation_comparison(args, output: Path) -> None:
     start = time.perf_counter()
     tests = defect_test_sets("Al")
     runs = []
-    for label, generate in (("bulk + vacancy cell", None), ("+ generated slabs, divacancies", GENERATE)):
+    later = {kind: {**block, "iterations": [3]} for kind, block in GENERATE.items()}
+    variants = (
+        ("bulk + vacancy cell", None),
+        ("+ generated at iteration 1", GENERATE),
+        ("+ generated at iteration 3", later),
+    )
+    for label, generate in variants:
         for seed in args.seeds:
             run = run_one("Al", "random", seed, tests, SETTINGS, args.iterations, generate=generate)
             run["label"] = label
             runs.append(run)
-            progress(run, label[:14])
+            progress(run, label[-14:])
     elapsed = time.perf_counter() - start
     text = [
         "# Generated start structures (EMT Al, AiiDA-free loop)",
@@ -409,7 +415,7 @@ def generation_comparison(args, output: Path) -> None:
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_data_efficiency.py {' '.join(sys.argv[1:])}`; "
         f"{len(args.seeds)} seed(s), {args.iterations} iterations, budget {BUDGET} (random selection), "
         f"{elapsed / 60:.1f} min in all. Both start from the 32-atom cell and its vacancy cell and label the "
-        "same initial set; the second adds, at iteration 1, the generator's (111) and (100) slabs (6 A, "
+        "same initial set; the others add, at iteration 1 or 3, the generator's (111) and (100) slabs (6 A, "
         "8 A vacuum) and two divacancy cells of the 32-atom cell (`exploration.generate`: "
         f"`{json.dumps(GENERATE)}`). Test sets, never generated: (110) and (211) slabs at 600 K, a "
         "108-atom divacancy cell at 900 K, an octahedral interstitial at 600 K (8 EMT frames each).",
