@@ -348,6 +348,26 @@ CASES = [
         cli=_overrides({"exploration": {"schedule": [{"temperatures": [-10]}]}}),
     ),
     Case(
+        "Miller index of zeros",
+        r"refused: `exploration\.generate\.surfaces\.miller`: the Miller index \[0, 0, 0\] is all zeros",
+        cli=_overrides({"exploration": {"generate": {"surfaces": {"miller": [[0, 0, 0]]}}}}),
+    ),
+    Case(
+        "slab thinner than the cutoff",
+        r"refused: `exploration\.generate\.surfaces\.thickness`: 3\.0 A is under the committee's cutoff \(5\.0 A\)",
+        cli=_overrides({"exploration": {"generate": {"surfaces": {"thickness": 3.0}}}}),
+    ),
+    Case(
+        "vacuum under the cutoff",
+        r"refused: `exploration\.generate\.surfaces\.vacuum`: 2\.0 A is under the committee's cutoff",
+        cli=_overrides({"exploration": {"generate": {"surfaces": {"vacuum": 2.0}}}}),
+    ),
+    Case(
+        "bias strength below zero",
+        r"refused: exploration schedule entry 0: `exploration\.md\.bias\.strength`: the bias strength must be zero or positive",
+        cli=_overrides({"exploration": {"md": {"bias": {"strength": -1.0}}}}),
+    ),
+    Case(
         "unknown strategy",
         r"refused: `selection\.strategy`: unknown strategy 'nope'",
         cli=_overrides({"selection": {"strategy": "nope"}}),

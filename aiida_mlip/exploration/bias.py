@@ -66,14 +66,14 @@ class BiasSettings(Settings):
     @classmethod
     def _strength(cls, value: float) -> float:
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"the bias strength must be zero or positive, got {value}")
+            raise ValueError("the bias strength must be zero or positive")
         return value
 
     @pydantic.field_validator("cap")
     @classmethod
     def _cap(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"the bias cap must be positive (eV), got {value}")
+            raise ValueError("the bias cap must be positive (eV)")
         return value
 
     def applies_to(self, walker: int) -> bool:

@@ -134,7 +134,7 @@ class SubstitutionSettings(_Copies):
         for element, fraction in value.items():
             _element(element)
             if not (math.isfinite(fraction) and 0 <= fraction <= 1):
-                raise ValueError(f"the fraction of {element} must be within [0, 1], got {fraction}")
+                raise ValueError(f"the fraction of {element} must be within [0, 1]")
         if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
             raise ValueError(f"the fractions must add up to 1, got {sum(value.values()):g}")
         return value
@@ -152,7 +152,7 @@ class StrainSettings(_Copies):
     @classmethod
     def _bounded(cls, value: float) -> float:
         if not (0 < value < 0.5):
-            raise ValueError(f"max_strain must be within (0, 0.5), got {value}")
+            raise ValueError("max_strain must be within (0, 0.5)")
         return value
 
 

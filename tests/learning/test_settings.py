@@ -109,3 +109,25 @@ def test_npt_schedule_with_pressures_is_accepted():
     }
     inputs = ActiveLearningWorkChain.get_protocol_inputs("fast", overrides)
     assert ActiveLearningSettings.from_mapping(inputs).exploration.schedule[0].pressures == [0.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("exploration", "message"),
+    [
+        ({"generate": {"surfaces": {"thickness": 3.0}}}, "thickness`: 3.0 A is under the committee's cutoff"),
+        ({"generate": {"surfaces": {"vacuum": 4.0}}}, "vacuum`: 4.0 A is under the committee's cutoff"),
+        ({"generate": {"vacancy": {}}}, "did you mean `vacancies`"),
+        ({"md": {"bias": {"strength": -0.5}}}, "bias strength must be zero or positive"),
+    ],
+)
+def test_generation_and_bias_are_checked_in_both_loops(exploration, message):
+    """The work chain's settings and the AiiDA-free loop's refuse the same bad blocks (cutoff 5 A)."""
+    from aiida_mlip.learning.loop import LoopSettings
+
+    values = {
+        "exploration": {"schedule": [{"temperatures": [300]}], **exploration},
+        "training": {"cutoff": 5.0},
+    }
+    for model in (ActiveLearningSettings, LoopSettings):
+        with pytest.raises(SettingsError, match=message):
+            model.from_mapping(values)
