@@ -15,7 +15,8 @@ exploration step of concurrent learning as in DP-GEN (Zhang et al., Comput. Phys
 
 A walker named by ``parameters.bias`` runs on the committee plus an uncertainty bias
 (:mod:`~aiida_mlip.exploration.bias`) that pulls it towards configurations where the committee
-disagrees.
+disagrees; one named by ``parameters.metadynamics`` lays well-tempered hills on a distance
+(:mod:`~aiida_mlip.exploration.metadynamics`) to cross barriers.
 
 Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 """
@@ -45,6 +46,7 @@ except ImportError:  # pragma: no cover - older ASE
 
 
 from .bias import UncertaintyBias
+from .metadynamics import MetadynamicsBias
 from .parameters import ExploreParameters
 from .watch import FrameCheck, check_frame
 
@@ -232,11 +234,17 @@ def run_walker(
     atoms = atoms.copy()
     biased = parameters.bias is not None and parameters.bias.applies_to(walker)
     atoms.calc = UncertaintyBias(calculator, parameters.bias) if biased else calculator
+    metadynamics = parameters.metadynamics
+    if metadynamics is not None and metadynamics.applies_to(walker):
+        metadynamics.check_atoms(len(atoms), f"start structure {structure_index}")
+        atoms.calc = MetadynamicsBias(atoms.calc, metadynamics, parameters.temperature_at(0))
     rng = np.random.default_rng(parameters.seed + walker)
     if parameters.temperature_at(0) > 0:
         thermalize_momenta(atoms, parameters.temperature_at(0), rng=rng)
         Stationary(atoms)
     dynamics = _dynamics(atoms, parameters, rng)
+    if isinstance(atoms.calc, MetadynamicsBias):
+        dynamics.attach(atoms.calc.deposit, interval=parameters.metadynamics.pace)
     previous_energy = None
     step = 0
 

@@ -15,6 +15,7 @@ from aiida_mlip.selection.trust import TrustWindow
 from aiida_mlip.settings import Settings
 
 from .bias import BiasSettings
+from .metadynamics import MetadynamicsSettings
 
 __all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
 
@@ -91,6 +92,10 @@ class ExploreParameters(Settings):
     bias : BiasSettings or None
         Uncertainty-biased MD for the walkers it names (``strength``, ``cap`` in eV, ``walkers``;
         :mod:`aiida_mlip.exploration.bias`); NVT or NVE only. ``None``: plain MD.
+    metadynamics : MetadynamicsSettings or None
+        Well-tempered metadynamics on a distance for the walkers it names (``cv``, ``height`` eV,
+        ``width`` Angstrom, ``pace`` steps, ``bias_factor``, ``walkers``;
+        :mod:`aiida_mlip.exploration.metadynamics`); NVT or NVE only.
     """
 
     block = "exploration.md"
@@ -118,6 +123,7 @@ class ExploreParameters(Settings):
     min_distance: float = 0.5
     max_energy_jump: float = 1.0
     bias: BiasSettings | None = None
+    metadynamics: MetadynamicsSettings | None = None
 
     @pydantic.field_validator("ensemble", mode="before")
     @classmethod
@@ -160,14 +166,14 @@ class ExploreParameters(Settings):
             raise ValueError("a thermostat needs a positive temperature (K)")
         if self.ensemble == "nve" and self.temperature[0] != self.temperature[1]:
             raise ValueError("a temperature ramp needs a thermostat (ensemble nvt or npt), not nve")
-        if self.bias is not None and self.ensemble == "npt":
-            raise ValueError(
-                "the uncertainty bias has no stress term: biased walkers run nvt or nve, not npt"
-            )
-        if self.bias is not None and self.bias.walkers and max(self.bias.walkers) >= self.walkers:
-            raise ValueError(
-                f"bias.walkers {self.bias.walkers} names walkers beyond the {self.walkers} of the exploration"
-            )
+        for name in ("bias", "metadynamics"):
+            block = getattr(self, name)
+            if block is not None and self.ensemble == "npt":
+                raise ValueError(f"{name} has no stress term: its walkers run nvt or nve, not npt")
+            if block is not None and block.walkers and max(block.walkers) >= self.walkers:
+                raise ValueError(
+                    f"{name}.walkers {block.walkers} names walkers beyond the {self.walkers} of the exploration"
+                )
         if self.ensemble != "npt" and self.pressure != (0.0, 0.0):
             raise ValueError(f"pressure is only used by ensemble npt, not {self.ensemble}")
         if self.write_interval is None:

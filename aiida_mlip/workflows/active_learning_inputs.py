@@ -96,9 +96,11 @@ def validate_inputs(inputs, _):
     if message:
         return message
     potential, structures = inputs.get("potential"), inputs.get("structures")
-    from aiida_mlip.workflows.generation import validate_generation
+    from aiida_mlip.workflows.generation import validate_collective_variables, validate_generation
 
-    message = validate_generation(settings.exploration.generate, structures)
+    message = validate_generation(settings.exploration.generate, structures) or validate_collective_variables(
+        inputs["exploration"].get_dict(), structures
+    )
     if message:
         return message
     if potential is not None and structures is not None:

@@ -19,7 +19,14 @@ from aiida_mlip.exploration.generator_settings import KINDS, GenerateSettings
 from aiida_mlip.exploration.generators import generate
 from aiida_mlip.potentials.frames import Frames
 
-__all__ = ("GenerationMixin", "add_structures", "generate_structures", "structure_of", "validate_generation")
+__all__ = (
+    "GenerationMixin",
+    "add_structures",
+    "generate_structures",
+    "structure_of",
+    "validate_collective_variables",
+    "validate_generation",
+)
 
 
 @calcfunction
@@ -85,6 +92,28 @@ def validate_generation(generate_block: GenerateSettings | None, structures) -> 
             f"`exploration.generate` puts in {unknown}, which no start structure has: the committee "
             "would not know them (give a start structure with them)"
         )
+    return None
+
+
+def validate_collective_variables(exploration: dict, structures) -> str | None:
+    """Why a metadynamics collective variable (``exploration.md`` or a schedule entry) names atoms that
+    a start structure does not have, or ``None``."""
+    if structures is None:
+        return None
+    from aiida_mlip.exploration.metadynamics import MetadynamicsSettings
+    from aiida_mlip.settings import SettingsError
+
+    blocks = [exploration.get("md") or {}, *(exploration.get("schedule") or [])]
+    sizes = structures.get_frames().natoms_per_frame
+    for block in blocks:
+        if not block.get("metadynamics"):
+            continue
+        settings = MetadynamicsSettings.from_mapping(block["metadynamics"])
+        try:
+            for index, size in enumerate(sizes):
+                settings.check_atoms(int(size), f"start structure {index}")
+        except SettingsError as exception:
+            return str(exception)
     return None
 
 

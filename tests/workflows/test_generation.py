@@ -71,3 +71,12 @@ def test_bad_generation_is_refused_at_submission(generate_workchain, engine_code
     builder.exploration = orm.Dict({**exploration, "generate": generate})  # past the protocol's own check
     with pytest.raises(ValueError, match=message):
         generate_workchain(ActiveLearningWorkChain, builder)
+
+
+def test_collective_variable_on_missing_atoms_is_refused_at_submission(generate_workchain, engine_code):
+    builder = al_builder(engine_code, STRUCTURES)
+    exploration = builder.exploration.get_dict()
+    exploration["md"]["metadynamics"] = {"cv": {"atoms": [0, 5]}}  # structure 1 has 4 atoms
+    builder.exploration = orm.Dict(exploration)
+    with pytest.raises(ValueError, match=r"atom\(s\) \[5\] do not exist in start structure 1 \(4 atoms"):
+        generate_workchain(ActiveLearningWorkChain, builder)
