@@ -3,6 +3,10 @@
 - :mod:`.parameters`: what an exploration does, validated (ensemble, ramps, trust window...).
 - :mod:`.watch`: the checks on a frame (committee spread, gamma, closest pair, NaN, energy jumps).
 - :mod:`.md`: walkers of NVT/NPT/NVE dynamics that stop at the break threshold or on explosion.
+- :mod:`.bias`: the uncertainty bias (walkers pulled towards committee disagreement).
+- :mod:`.metadynamics`: well-tempered metadynamics on a distance.
+- :mod:`.generators` and :mod:`.generator_settings`: slabs, vacancies, interstitials, alloys, strained
+  cells, and the ``exploration.generate`` block.
 - :mod:`.records`: trajectory, per-frame table, candidates and summary files.
 """
 
