@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.md.langevin import Langevin
+from bench_data_efficiency import _md_frames  # EMT-labelled Langevin snapshots
 
-from aiida_mlip.exploration.md import run_walker, thermalize_momenta
+from aiida_mlip.exploration.md import run_walker
 from aiida_mlip.exploration.parameters import ExploreParameters
 from aiida_mlip.potentials.calculator import CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
@@ -55,24 +53,7 @@ def training_frames(temperature: float = 300.0, walkers: int = 4, per_walker: in
     """EMT-labelled snapshots of Langevin MD at ``temperature`` (K) from the 32-atom cell."""
     images = []
     for walker in range(walkers):
-        rng = np.random.default_rng(100 + walker)
-        atoms = aluminium()
-        atoms.calc = EMT()
-        thermalize_momenta(atoms, temperature, rng=rng)
-        dynamics = Langevin(
-            atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
-        )
-        dynamics.run(50)
-        for _ in range(per_walker):
-            dynamics.run(20)
-            snapshot = atoms.copy()
-            snapshot.calc = SinglePointCalculator(
-                snapshot,
-                energy=atoms.get_potential_energy(),
-                forces=atoms.get_forces(),
-                stress=atoms.get_stress(),
-            )
-            images.append(snapshot)
+        images += _md_frames(aluminium(), temperature, per_walker, seed=100 + walker, interval=20)
     return Frames.from_atoms(images)
 
 
