@@ -144,7 +144,9 @@ def held_out(count: int = 12):
         for _ in range(count // 4):
             dynamics.run(20)
             frame = atoms.copy()
-            frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+            frame.calc = SinglePointCalculator(
+                frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces()
+            )
             frames.append(frame)
     return frames
 
@@ -167,7 +169,11 @@ SETTINGS = {
     "initial": {"copies_per_structure": 6, "rattle": 0.05, "strain": 0.03, "seed": 0},
     "exploration": {
         "md": {"steps": 120, "timestep": 2.0, "check_interval": 5, "walkers": 2},
-        "schedule": [{"temperatures": [[300, 700]]}, {"temperatures": [[600, 1000]]}, {"temperatures": [1000]}],
+        "schedule": [
+            {"temperatures": [[300, 700]]},
+            {"temperatures": [[600, 1000]]},
+            {"temperatures": [1000]},
+        ],
     },
     "trust": {"lo": 0.05, "hi": 0.5},
     "selection": {"budget": 12},
@@ -213,7 +219,10 @@ def learn(iterations: int) -> str:
         "|---|---|---|---|---|",
     ]
     history = loop.run_active_learning(
-        starts, {"calculator": "benchmarks.bench_many_elements.CountingEMT"}, settings, test_sets={"alloy": tests},
+        starts,
+        {"calculator": "benchmarks.bench_many_elements.CountingEMT"},
+        settings,
+        test_sets={"alloy": tests},
         log=print,
     )
     loop._train = train

@@ -16,7 +16,9 @@ exploration step of concurrent learning as in DP-GEN (Zhang et al., Comput. Phys
 A walker named by ``parameters.bias`` runs on the committee plus an uncertainty bias
 (:mod:`~aiida_mlip.exploration.bias`) that pulls it towards configurations where the committee
 disagrees; one named by ``parameters.metadynamics`` lays well-tempered hills on a distance
-(:mod:`~aiida_mlip.exploration.metadynamics`) to cross barriers.
+(:mod:`~aiida_mlip.exploration.metadynamics`) to cross barriers; one named by
+``parameters.path_integral`` runs ring-polymer MD (:mod:`~aiida_mlip.exploration.pimd`), its
+least trusted bead being the checked frame.
 
 Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 """
@@ -48,6 +50,7 @@ except ImportError:  # pragma: no cover - older ASE
 from .bias import UncertaintyBias
 from .metadynamics import MetadynamicsBias
 from .parameters import ExploreParameters
+from .pimd import RingPolymerDynamics
 from .watch import FrameCheck, check_frame
 
 __all__ = ("ExplorationResult", "WalkerResult", "explore", "grader", "run_walker")
@@ -166,7 +169,17 @@ def grader(calculator, active_set, kind: str = "hidden") -> Callable[[Atoms], fl
     return grade
 
 
-def _dynamics(atoms: Atoms, parameters: ExploreParameters, rng: np.random.Generator):
+def _dynamics(atoms: Atoms, parameters: ExploreParameters, rng: np.random.Generator, walker: int):
+    if parameters.path_integral is not None and parameters.path_integral.applies_to(walker):
+        return RingPolymerDynamics(
+            atoms,
+            atoms.calc,
+            parameters.path_integral,
+            parameters.temperature_at(0),
+            parameters.timestep,
+            parameters.thermostat_time,
+            rng,
+        )
     timestep = parameters.timestep * units.fs
     if parameters.ensemble == "nve":
         return VelocityVerlet(atoms, timestep=timestep)
@@ -201,6 +214,38 @@ def _snapshot(atoms: Atoms, check: FrameCheck) -> Atoms:
         frame_class=check.frame_class,
     )
     return snapshot
+
+
+def _least_trusted_bead(
+    dynamics: RingPolymerDynamics,
+    parameters: ExploreParameters,
+    walker: int,
+    step: int,
+    target_temperature: float,
+    grade: Callable[[Atoms], float] | None,
+) -> tuple[Atoms, FrameCheck]:
+    """Check every bead (each against its own previous energy); return the least trusted one.
+
+    Least trusted: an explosion first, then a break, then the largest max force deviation.
+    """
+    checks = [
+        check_frame(image, parameters, walker, step, target_temperature, energy, grade)
+        for image, energy in zip(dynamics.images, dynamics.previous_energies, strict=True)
+    ]
+    dynamics.previous_energies = [check.energy for check in checks]
+
+    def distrust(index: int) -> tuple[bool, bool, float]:
+        check = checks[index]
+        deviation = check.max_force_deviation
+        return (
+            check.stop_reason.startswith("exploded"),
+            bool(check.stop_reason),
+            deviation if np.isfinite(deviation) else np.inf,
+        )
+
+    bead = max(range(dynamics.beads), key=distrust)
+    dynamics.images[bead].info["bead"] = bead
+    return dynamics.images[bead], checks[bead]
 
 
 def run_walker(
@@ -239,28 +284,30 @@ def run_walker(
         metadynamics.check_atoms(len(atoms), f"start structure {structure_index}")
         atoms.calc = MetadynamicsBias(atoms.calc, metadynamics, parameters.temperature_at(0))
     rng = np.random.default_rng(parameters.seed + walker)
-    if parameters.temperature_at(0) > 0:
+    path_integral = parameters.path_integral is not None and parameters.path_integral.applies_to(walker)
+    if parameters.temperature_at(0) > 0 and not path_integral:  # a ring polymer draws its own
         thermalize_momenta(atoms, parameters.temperature_at(0), rng=rng)
         Stationary(atoms)
-    dynamics = _dynamics(atoms, parameters, rng)
+    dynamics = _dynamics(atoms, parameters, rng, walker)
     if isinstance(atoms.calc, MetadynamicsBias):
         dynamics.attach(atoms.calc.deposit, interval=parameters.metadynamics.pace)
     previous_energy = None
     step = 0
 
-    def record(check: FrameCheck) -> bool:
+    def record(checked: tuple[Atoms, FrameCheck]) -> bool:
         """Keep a checked frame; return whether the walker stops here."""
         nonlocal previous_energy
+        frame, check = checked
         result.checks.append(check)
         exploded = check.stop_reason.startswith("exploded")
         if not exploded:
             previous_energy = check.energy
             if check.frame_class in ("candidate", "failed"):
                 check.candidate_index = len(result.candidates)
-                result.candidates.append((_snapshot(atoms, check), check))
+                result.candidates.append((_snapshot(frame, check), check))
             if check.step % parameters.write_interval == 0 or check.stop_reason:
                 check.trajectory_index = len(result.trajectory)
-                result.trajectory.append(_snapshot(atoms, check))
+                result.trajectory.append(_snapshot(frame, check))
         if log is not None and (check.step % parameters.write_interval == 0 or check.stop_reason):
             log(
                 f"walker {walker} step {check.step} T {check.temperature:.0f} K (target "
@@ -274,10 +321,11 @@ def run_walker(
             return True
         return False
 
-    def check_now() -> FrameCheck:
-        return check_frame(
-            atoms, parameters, walker, step, parameters.temperature_at(step), previous_energy, grade
-        )
+    def check_now() -> tuple[Atoms, FrameCheck]:
+        target = parameters.temperature_at(step)
+        if isinstance(dynamics, RingPolymerDynamics):
+            return _least_trusted_bead(dynamics, parameters, walker, step, target, grade)
+        return atoms, check_frame(atoms, parameters, walker, step, target, previous_energy, grade)
 
     if record(check_now()):
         return result

@@ -16,6 +16,7 @@ from aiida_mlip.settings import Settings
 
 from .bias import BiasSettings
 from .metadynamics import MetadynamicsSettings
+from .pimd import PathIntegralSettings
 
 __all__ = ("BREAK_FACTOR", "ENSEMBLES", "ExploreParameters")
 
@@ -96,6 +97,10 @@ class ExploreParameters(Settings):
         Well-tempered metadynamics on a distance for the walkers it names (``cv``, ``height`` eV,
         ``width`` Angstrom, ``pace`` steps, ``bias_factor``, ``walkers``;
         :mod:`aiida_mlip.exploration.metadynamics`); NVT or NVE only.
+    path_integral : PathIntegralSettings or None
+        Ring-polymer MD with ``beads`` per atom and a PILE-L thermostat for the walkers it names
+        (``beads``, ``pile_lambda``, ``walkers``; :mod:`aiida_mlip.exploration.pimd`), the centroid
+        thermostatted with ``thermostat_time``; NVT only, and not with ``bias`` or ``metadynamics``.
     """
 
     block = "exploration.md"
@@ -124,6 +129,7 @@ class ExploreParameters(Settings):
     max_energy_jump: float = 1.0
     bias: BiasSettings | None = None
     metadynamics: MetadynamicsSettings | None = None
+    path_integral: PathIntegralSettings | None = None
 
     @pydantic.field_validator("ensemble", mode="before")
     @classmethod
@@ -166,7 +172,14 @@ class ExploreParameters(Settings):
             raise ValueError("a thermostat needs a positive temperature (K)")
         if self.ensemble == "nve" and self.temperature[0] != self.temperature[1]:
             raise ValueError("a temperature ramp needs a thermostat (ensemble nvt or npt), not nve")
-        for name in ("bias", "metadynamics"):
+        if self.path_integral is not None:
+            if self.ensemble != "nvt":
+                raise ValueError(
+                    f"path_integral walkers run nvt (the PILE-L thermostat), not {self.ensemble}"
+                )
+            if self.bias is not None or self.metadynamics is not None:
+                raise ValueError("path_integral does not combine with bias or metadynamics")
+        for name in ("bias", "metadynamics", "path_integral"):
             block = getattr(self, name)
             if block is not None and self.ensemble == "npt":
                 raise ValueError(f"{name} has no stress term: its walkers run nvt or nve, not npt")
