@@ -368,6 +368,16 @@ CASES = [
         cli=_overrides({"exploration": {"md": {"bias": {"strength": -1.0}}}}),
     ),
     Case(
+        "path-integral walkers under npt",
+        r"refused: exploration schedule entry 0: .*path_integral walkers run nvt \(the PILE-L thermostat\), not npt",
+        cli=_overrides({"exploration": {"md": {"ensemble": "npt", "path_integral": {"beads": 8}}}}),
+    ),
+    Case(
+        "path integral of zero beads",
+        r"refused: exploration schedule entry 0: `exploration\.md\.path_integral\.beads`",
+        cli=_overrides({"exploration": {"md": {"path_integral": {"beads": 0}}}}),
+    ),
+    Case(
         "unknown strategy",
         r"refused: `selection\.strategy`: unknown strategy 'nope'",
         cli=_overrides({"selection": {"strategy": "nope"}}),
