@@ -22,6 +22,7 @@ Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_many_elements.py`` (both parts,
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import sys
 import time
@@ -41,6 +42,8 @@ from ase.md.verlet import VelocityVerlet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
+
+from bench_data_efficiency import SETTINGS as DATA_EFFICIENCY  # noqa: E402
 
 from aiida_mlip.exploration.generator_settings import SubstitutionSettings  # noqa: E402
 from aiida_mlip.exploration.generators import substitutions  # noqa: E402
@@ -77,8 +80,21 @@ def step_time(model, atoms, steps: int = 10, repeats: int = 5) -> float:
     return best
 
 
-def table() -> str:
+def committee(elements, species_channels=None) -> CommitteePotential:
+    """A committee of 4 with the default architecture (untrained weights)."""
     defaults = TrainConfig()
+    return CommitteePotential(
+        elements=sorted(elements),
+        cutoff=defaults.cutoff,
+        committee_size=4,
+        hidden=defaults.hidden,
+        n_radial=defaults.n_radial,
+        l_max=defaults.l_max,
+        species_channels=species_channels,
+    )
+
+
+def table() -> str:
     rows = [
         "| elements | atoms | features (default channels) | features (one-hot per element) "
         "| last-layer features (4 x hidden) | ms per MD step (committee of 4) |",
@@ -87,23 +103,7 @@ def table() -> str:
     for n in (1, 2, 3, 5, 7):
         elements = list(ELEMENTS[:n])
         atoms = random_alloy(elements, 3, seed=n)
-        model = CommitteePotential(
-            elements=sorted(elements),
-            cutoff=defaults.cutoff,
-            committee_size=4,
-            hidden=defaults.hidden,
-            n_radial=defaults.n_radial,
-            l_max=defaults.l_max,
-        )
-        onehot = CommitteePotential(
-            elements=sorted(elements),
-            cutoff=defaults.cutoff,
-            committee_size=4,
-            hidden=defaults.hidden,
-            n_radial=defaults.n_radial,
-            l_max=defaults.l_max,
-            species_channels=n,
-        )
+        model, onehot = committee(elements), committee(elements, species_channels=n)
         hidden = CommitteeCalculator(model, device="cpu").get_features(atoms, kind="hidden").shape[1]
         ms = 1000 * step_time(model, atoms)
         ms_onehot = 1000 * step_time(onehot, atoms)
@@ -165,8 +165,10 @@ def per_element_rmse(model, frames) -> dict[str, float]:
     return {s: float(np.sqrt(np.mean(np.square(errors[s])))) for s in FIVE}
 
 
+#: bench_data_efficiency's settings (initial set, window, committee), this run's schedule and budget
 SETTINGS = {
-    "initial": {"copies_per_structure": 6, "rattle": 0.05, "strain": 0.03, "seed": 0},
+    **copy.deepcopy(DATA_EFFICIENCY),
+    "initial": {**DATA_EFFICIENCY["initial"], "copies_per_structure": 6},
     "exploration": {
         "md": {"steps": 120, "timestep": 2.0, "check_interval": 5, "walkers": 2},
         "schedule": [
@@ -175,22 +177,8 @@ SETTINGS = {
             {"temperatures": [1000]},
         ],
     },
-    "trust": {"lo": 0.05, "hi": 0.5},
     "selection": {"budget": 12},
-    "convergence": {"accurate_fraction": 1.0, "max_iterations": 3},
-    "training": {
-        "committee_size": 3,
-        "cutoff": 4.5,
-        "n_radial": 5,
-        "l_max": 2,
-        "hidden": 16,
-        "max_epochs": 60,
-        "patience": 15,
-        "batch_size": 4,
-        "lr": 0.01,
-        "valid_fraction": 0.15,
-    },
-    "warm_start": True,
+    "training": {**DATA_EFFICIENCY["training"], "max_epochs": 60, "patience": 15},
     "warm_start_parameters": {"lr": 0.003, "max_epochs": 30},
 }
 

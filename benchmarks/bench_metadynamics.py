@@ -88,38 +88,69 @@ def _from_site(atoms, index: int) -> float:
     return float(np.linalg.norm((atoms.positions[index] + length / 2) % length - length / 2))
 
 
-def learning_iteration(args) -> list[str]:
-    """One active-learning iteration with a committee from the vacancy cell: a plain and a metadynamics
-    walker (the same seed, ``exploration.md.metadynamics.walkers: [1]``) explore, the selection picks
-    its budget from their pool, EMT labels the picks; the rows say which walker each pick came from,
-    its A-B distance and the committee's deviation and error there."""
+def labelled_committee(atoms, labeller, initial, cutoff: float):
+    """Rattled copies of ``atoms`` (``initial``: InitialSettings) labelled by ``labeller`` and a
+    committee of 4 trained on them (100 epochs), as a calculator with the spread on every call."""
     from aiida_mlip.engine.label import label_frames
-    from aiida_mlip.exploration.md import explore
-    from aiida_mlip.exploration.parameters import ExploreParameters
-    from aiida_mlip.learning.initial import InitialSettings, initial_structures
+    from aiida_mlip.learning.initial import initial_structures
     from aiida_mlip.potentials.calculator import CommitteeCalculator
     from aiida_mlip.potentials.frames import Frames
     from aiida_mlip.potentials.train import train_committee
-    from aiida_mlip.selection.batch import select_batch
-    from aiida_mlip.selection.settings import SelectionSettings
-    from aiida_mlip.selection.trust import TrustWindow
 
-    atoms, pair = vacancy_cell()
-    labeller = {"calculator": "ase.calculators.emt.EMT"}
-    images = initial_structures([atoms], InitialSettings(copies_per_structure=12, rattle=0.05, strain=0.02))
+    images = initial_structures([atoms], initial)
     dataset, _, _ = label_frames(
         Frames.from_atoms(images, require_labels=False), labeller, log=lambda *_, **__: None
     )
     training = {
         "committee_size": 4,
-        "cutoff": 4.5,
+        "cutoff": cutoff,
         "n_radial": 5,
         "l_max": 2,
         "hidden": 16,
         "max_epochs": 100,
     }
     model = train_committee(dataset, training, device="cpu", log=None).model
-    calculator = CommitteeCalculator(model, device="cpu", spread_every=1)
+    return dataset, CommitteeCalculator(model, device="cpu", spread_every=1)
+
+
+def select_and_label(walkers, calculator, window, dataset, labeller, budget: int = 8):
+    """The selection's picks from the walkers' pool (training set ``dataset``) and the committee's
+    largest force error (eV/Angstrom) on each against ``labeller``'s label."""
+    from aiida_mlip.engine.label import label_frames
+    from aiida_mlip.potentials.frames import Frames
+    from aiida_mlip.selection.batch import select_batch
+    from aiida_mlip.selection.settings import SelectionSettings
+
+    pool = [snapshot for walker in walkers for snapshot, _ in walker.candidates]
+    scores = {"max_force_deviation": np.array([s.info["max_force_deviation"] for s in pool])}
+    outcome = select_batch(
+        pool, SelectionSettings(budget=budget, seed=0), window, calculator, scores, dataset.to_atoms()
+    )
+    picked = [pool[index] for index in outcome.indices]
+    labelled, _, _ = label_frames(
+        Frames.from_atoms(picked, require_labels=False), labeller, log=lambda *_, **__: None
+    )
+    errors = [
+        float(np.linalg.norm(calculator.get_forces(snapshot) - reference.get_forces(), axis=1).max())
+        for snapshot, reference in zip(picked, labelled.to_atoms(), strict=True)
+    ]
+    return picked, errors
+
+
+def learning_iteration(args) -> list[str]:
+    """One active-learning iteration with a committee from the vacancy cell: a plain and a metadynamics
+    walker (the same seed, ``exploration.md.metadynamics.walkers: [1]``) explore, the selection picks
+    its budget from their pool, EMT labels the picks; the rows say which walker each pick came from,
+    its A-B distance and the committee's deviation and error there."""
+    from aiida_mlip.exploration.md import explore
+    from aiida_mlip.exploration.parameters import ExploreParameters
+    from aiida_mlip.learning.initial import InitialSettings
+    from aiida_mlip.selection.trust import TrustWindow
+
+    atoms, pair = vacancy_cell()
+    labeller = {"calculator": "ase.calculators.emt.EMT"}
+    initial = InitialSettings(copies_per_structure=12, rattle=0.05, strain=0.02)
+    dataset, calculator = labelled_committee(atoms, labeller, initial, cutoff=4.5)
     window = TrustWindow(lo=0.05, hi=0.5)
     parameters = ExploreParameters.from_mapping(
         {
@@ -142,15 +173,7 @@ def learning_iteration(args) -> list[str]:
         }
     )
     walkers = explore([atoms], calculator, parameters).walkers
-    pool = [snapshot for walker in walkers for snapshot, _ in walker.candidates]
-    scores = {"max_force_deviation": np.array([s.info["max_force_deviation"] for s in pool])}
-    outcome = select_batch(
-        pool, SelectionSettings(budget=8, seed=0), window, calculator, scores, dataset.to_atoms()
-    )
-    picked = [pool[index] for index in outcome.indices]
-    labelled, _, _ = label_frames(
-        Frames.from_atoms(picked, require_labels=False), labeller, log=lambda *_, **__: None
-    )
+    picked, errors = select_and_label(walkers, calculator, window, dataset, labeller)
     lines = [
         f"Pool: {sum(1 for w in walkers[:1] for _ in w.candidates)} candidate frames from the plain walker, "
         f"{len(walkers[1].candidates)} from the metadynamics walker; smallest A-B distance explored: plain "
@@ -160,8 +183,7 @@ def learning_iteration(args) -> list[str]:
         "| walker | step | A-B distance (A) | max force deviation (eV/A) | EMT max force error (eV/A) |",
         "|---|---|---|---|---|",
     ]
-    for snapshot, reference in zip(picked, labelled.to_atoms(), strict=True):
-        error = np.linalg.norm(calculator.get_forces(snapshot) - reference.get_forces(), axis=1).max()
+    for snapshot, error in zip(picked, errors, strict=True):
         lines.append(
             f"| {'metadynamics' if snapshot.info['walker'] == 1 else 'plain'} | {snapshot.info['step']} | "
             f"{distance_cv(snapshot, pair)[0]:.2f} | {snapshot.info['max_force_deviation']:.2f} | {error:.2f} |"

@@ -5,6 +5,7 @@
 - :mod:`.md`: walkers of NVT/NPT/NVE dynamics that stop at the break threshold or on explosion.
 - :mod:`.bias`: the uncertainty bias (walkers pulled towards committee disagreement).
 - :mod:`.metadynamics`: well-tempered metadynamics on a distance.
+- :mod:`.pimd`: path-integral (ring-polymer) MD with a PILE-L thermostat, the committee on every bead.
 - :mod:`.generators` and :mod:`.generator_settings`: slabs, vacancies, interstitials, alloys, strained
   cells, and the ``exploration.generate`` block.
 - :mod:`.records`: trajectory, per-frame table, candidates and summary files.

@@ -96,6 +96,18 @@ def test_ramp_run_writes_every_output(al_committee, tmp_path):
             assert float(last["gamma"]) >= 10.0  # gamma_break = gamma_hi, 10 by default
 
 
+def test_path_integral_walker_writes_bead_frames(al_committee, tmp_path):
+    parameters = {"steps": 20, "timestep": 1.0, "check_interval": 10, "walkers": 1}
+    parameters["path_integral"] = {"beads": 4}
+    done = explore(tmp_path, parameters, model=al_committee["model"])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["parameters"]["path_integral"]["beads"] == 4
+    assert summary["walkers"][0]["checked_frames"] == 3 and summary["walkers"][0]["steps_done"] == 20
+    trajectory = read(tmp_path / "out" / "trajectory.extxyz", index=":")
+    assert len(trajectory) == 3 and all(0 <= frame.info["bead"] < 4 for frame in trajectory)
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
