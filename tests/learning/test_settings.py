@@ -118,6 +118,7 @@ def test_npt_schedule_with_pressures_is_accepted():
         ({"generate": {"surfaces": {"vacuum": 4.0}}}, "vacuum`: 4.0 A is under the committee's cutoff"),
         ({"generate": {"vacancy": {}}}, "did you mean `vacancies`"),
         ({"md": {"bias": {"strength": -0.5}}}, "bias strength must be zero or positive"),
+        ({"md": {"ensemble": "nve", "path_integral": {"beads": 8}}}, "path_integral walkers run nvt"),
     ],
 )
 def test_generation_and_bias_are_checked_in_both_loops(exploration, message):
