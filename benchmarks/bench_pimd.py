@@ -5,13 +5,15 @@
    freedom from :class:`~aiida_mlip.exploration.pimd.RingPolymerDynamics` for P = 1 ... 32 beads,
    against the classical and the exact quantum values, and the time per step.
 2. H2 on a Morse potential (ASE's ``MorsePotential``; D_e = 4.75 eV, r_e = 0.741 A,
-   a = 1.94 1/A, hbar omega = 0.54 eV; 8 molecules far apart): the rms bond-length fluctuation at
-   300 K, classical (P = 1) against P = 8, 16, 32 beads.
+   a = 1.94 1/A, hbar omega = 0.54 eV; 8 molecules far apart, 1000 steps): the rms bond-length
+   fluctuation at 300 K, classical (P = 1) against P = 8, 16, 32 beads; the harmonic ground state
+   has sqrt(hbar / (2 mu omega)) = 0.088 A.
 3. One active-learning iteration on one H2 molecule in a 6 A box with Morse labels: a committee
    trained on 16 rattled copies (0.05 A), two walkers from the same start (walker 0 classical, walker 1 with
    ``exploration.md.path_integral: {beads: 8, walkers: [1]}``), the selection's budget of 8 from
    their pool, Morse labels of the picks. Rows: which walker, which bead, the bond length, the
    committee's deviation and its error there.
+4. The same through the AiiDA-free loop (``run_active_learning``), two iterations.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_pimd.py`` (about 2 minutes).
 """
@@ -135,8 +137,9 @@ def morse_table() -> list[str]:
             atoms,
             MorsePotential(**MORSE),
             beads,
-            400,
+            1000,
             lambda d: (bond_lengths(d.q).mean(), (bond_lengths(d.q) ** 2).mean()),
+            seed=1,
         )
         lines.append(f"| {beads} | {mean:.4f} | {np.sqrt(square - mean**2):.4f} | {1000 * seconds:.1f} |")
     return lines
@@ -194,8 +197,38 @@ def learning_iteration() -> list[str]:
     return lines
 
 
+def loop_run() -> list[str]:
+    """Two iterations of the AiiDA-free loop (``run_active_learning``) with the 8-bead walker."""
+    from aiida_mlip.learning.loop import run_active_learning
+
+    atoms = molecules(1, 0.0)
+    atoms.center(about=(3.0, 3.0, 3.0))
+    atoms.cell, atoms.pbc = [6.0, 6.0, 6.0], True
+    md = {"steps": 200, "timestep": 0.5, "check_interval": 10, "thermostat_time": 20.0, "walkers": 2}
+    md.update(break_threshold=20.0, path_integral={"beads": 8, "walkers": [1]})
+    settings = {
+        "initial": {"copies_per_structure": 16, "rattle": 0.05, "strain": 0.0},
+        "exploration": {"md": md, "schedule": [{"temperatures": [TEMPERATURE]}]},
+        "trust": {"lo": 0.05, "hi": 0.5},
+        "selection": {"budget": 8},
+        "convergence": {"max_iterations": 2},
+        "training": {
+            "committee_size": 4,
+            "cutoff": 3.0,
+            "n_radial": 5,
+            "l_max": 2,
+            "hidden": 16,
+            "max_epochs": 100,
+        },
+    }
+    lines = ["", "The AiiDA-free loop, walker 1 with 8 beads, Morse labels:", ""]
+    labeller = {"calculator": "ase.calculators.morse.MorsePotential", "kwargs": MORSE}
+    run_active_learning([atoms], labeller, settings, log=lambda line: lines.append(f"    {line}"))
+    return lines
+
+
 def main() -> None:
-    for part in (harmonic_table, morse_table, learning_iteration):
+    for part in (harmonic_table, morse_table, learning_iteration, loop_run):
         print("\n".join(part()), flush=True)
 
 

@@ -106,8 +106,8 @@ class RingPolymerDynamics:
     Parameters
     ----------
     atoms : Atoms
-        The start configuration (every bead starts from it, the internal modes drawn from the free
-        ring polymer's distribution); its positions follow the centroid.
+        The start configuration (every bead starts from it, momenta drawn at ``P T``); its
+        positions follow the centroid.
     calculator
         Evaluated on every bead; its results (spread included) are kept per bead.
     settings : PathIntegralSettings
@@ -139,11 +139,10 @@ class RingPolymerDynamics:
         self.previous_energies: list[float | None] = [None] * self.beads  # of each bead's last check, eV
         self.set_temperature(temperature)
         shape = (self.beads, len(atoms), 3)
-        modes = np.zeros(shape)
-        modes[0] = np.sqrt(self.beads) * atoms.positions
-        spread = np.sqrt(self.kT / (self.masses[0] * np.maximum(self.omega[1:, None, None], 1e-300) ** 2))
-        modes[1:] = spread * rng.standard_normal((self.beads - 1, len(atoms), 3))
-        self.q = self._to_beads(modes)
+        # every bead at the start configuration (a collapsed ring); the thermostat opens it within
+        # a few 1 / omega_k. Drawing the internal modes from the free ring polymer would put
+        # stiff bonds of light atoms far out of their well.
+        self.q = np.repeat(atoms.positions[None], self.beads, axis=0)
         self.p = np.sqrt(self.masses * self.kT) * rng.standard_normal(shape)
         self.forces = self._evaluate()
         self._share_momenta()

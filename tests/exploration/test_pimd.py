@@ -93,20 +93,22 @@ def test_walker_with_eight_beads_puts_untrusted_beads_in_the_pool():
         {
             "temperature": TEMPERATURE,
             "timestep": 0.5,
-            "steps": 60,
+            "steps": 100,
             "check_interval": 10,
             "thermostat_time": 20.0,
             "walkers": 2,
-            "trust": {"lo": 0.05, "hi": 0.5},
+            "trust": {"lo": 0.15, "hi": 0.5},
             "path_integral": {"beads": 8, "walkers": [1]},
         }
     )
-    calculator = Harmonic(centres, deviation_per_angstrom=1.0)  # 0.05 eV/A deviation at 0.05 A
+    calculator = Harmonic(centres, deviation_per_angstrom=1.0)  # 0.15 eV/A deviation at 0.15 A
     classical = run_walker(atoms, calculator, parameters, walker=0)
     quantum = run_walker(atoms, calculator, parameters, walker=1)
     assert quantum.stop_reason == classical.stop_reason == "completed"
-    assert len(quantum.checks) == len(classical.checks) == 7
+    assert len(quantum.checks) == len(classical.checks) == 11
     # the beads reach further than the classical atom does, so more frames leave the trusted range
+    spread = [np.mean([c.max_force_deviation for c in w.checks[1:]]) for w in (classical, quantum)]
+    assert spread[1] > 1.5 * spread[0]
     assert len(quantum.candidates) > len(classical.candidates)
     frame, check = quantum.candidates[-1]
     assert 0 <= frame.info["bead"] < 8 and frame.info["walker"] == 1
