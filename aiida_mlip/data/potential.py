@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from aiida.orm import Data
 
+from aiida_mlip.potentials.backends import backend_of, get_backend
 from aiida_mlip.potentials.model_file import ModelFileError, file_sha256, read_model_file
 
 __all__ = ("PotentialData",)
@@ -20,7 +21,8 @@ class PotentialData(Data):
     """A committee of interatomic potentials as one model file, with its identity in attributes.
 
     The file (see :mod:`aiida_mlip.potentials.model_file`) is kept in the node's repository. The
-    attributes make potentials queryable: ``architecture``, ``elements`` (chemical symbols), ``cutoff``
+    attributes make potentials queryable: ``backend`` (``"builtin"``, ``"mace"``: see
+    :mod:`aiida_mlip.potentials.backends`), ``backend_version``, ``architecture``, ``elements`` (chemical symbols), ``cutoff``
     (Angstrom), ``committee_size``, ``training_set_uuid`` (the ``DatasetData`` it was trained on, or
     ``None``), ``format_version`` and ``sha256`` (of the file). The sha256 is checked every time the
     file is read back: a file changed behind AiiDA's back is refused.
@@ -54,9 +56,12 @@ class PotentialData(Data):
             If the file is not a model file or its weights do not match their recorded digest.
         """
         _, metadata = read_model_file(file, verify=True)
+        backend = backend_of(metadata)
         sha256 = file_sha256(file)
         self.base.repository.put_object_from_file(os.fspath(file), self.FILENAME)
         attributes = {
+            "backend": backend,
+            "backend_version": get_backend(backend).version_of(metadata),
             "architecture": metadata["architecture"],
             "elements": list(metadata["elements"]),
             "cutoff": float(metadata["cutoff"]),
@@ -69,6 +74,16 @@ class PotentialData(Data):
             self.base.attributes.set(key, value)
 
     # ------------------------------------------------------------------ attributes
+    @property
+    def backend(self) -> str:
+        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed)."""
+        return self.base.attributes.get("backend", "builtin")
+
+    @property
+    def backend_version(self) -> str | None:
+        """Version of the backend's code that wrote the file (mace-torch's for ``mace``)."""
+        return self.base.attributes.get("backend_version", None)
+
     @property
     def architecture(self) -> str:
         return self.base.attributes.get("architecture")

@@ -178,6 +178,20 @@ class TrainConfig(Settings):
     seed: pydantic.StrictInt = 0
     dtype: Literal["float32", "float64"] = "float32"
 
+    @pydantic.field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str) -> str:
+        """A backend whose package is missing is refused here, before any job runs."""
+        if backend == "mace":
+            from aiida_mlip.potentials.backends import BackendUnavailable
+            from aiida_mlip.potentials.backends.mace_settings import mace_version
+
+            try:
+                mace_version()
+            except BackendUnavailable as exception:
+                raise ValueError(str(exception)) from None
+        return backend
+
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         if self.energy_weight + self.forces_weight + self.stress_weight == 0:

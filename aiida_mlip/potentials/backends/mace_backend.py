@@ -65,7 +65,7 @@ class MaceBackend(Backend):
     architecture = "mace-committee"
 
     def check_available(self) -> None:
-        from aiida_mlip.potentials.backends.mace_model import INSTALL_HINT, mace_version
+        from aiida_mlip.potentials.backends.mace_settings import INSTALL_HINT, mace_version
 
         mace_version()
         try:
@@ -74,7 +74,7 @@ class MaceBackend(Backend):
             raise BackendUnavailable(f"{INSTALL_HINT} (importing it failed: {exception})") from None
 
     def version(self) -> str:
-        from aiida_mlip.potentials.backends.mace_model import mace_version
+        from aiida_mlip.potentials.backends.mace_settings import mace_version
 
         return mace_version()
 

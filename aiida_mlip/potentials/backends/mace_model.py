@@ -28,8 +28,6 @@ import copy
 import os
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from aiida_mlip.potentials.backends import BackendUnavailable
+from aiida_mlip.potentials.backends.mace_settings import INSTALL_HINT, mace_version
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.model_file import ModelFileError, read_model_file, write_model_file
 from aiida_mlip.potentials.neighbours import neighbour_list
@@ -49,20 +48,10 @@ __all__ = (
     "MaceFrameSet",
     "build_committee",
     "load_mace_committee",
-    "mace_version",
     "save_mace_committee",
 )
 
 ARCHITECTURE = "mace-committee"
-INSTALL_HINT = "the `mace` backend needs mace-torch: pip install 'aiida-mlip[mace]'"
-
-
-def mace_version() -> str:
-    """The installed mace-torch version; :class:`BackendUnavailable` when it is not installed."""
-    try:
-        return package_version("mace-torch")
-    except PackageNotFoundError:
-        raise BackendUnavailable(INSTALL_HINT) from None
 
 
 def _modules():

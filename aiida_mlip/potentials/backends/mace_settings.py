@@ -8,11 +8,32 @@ equivariant message passing neural networks for fast and accurate force fields",
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
 import pydantic
 
 from aiida_mlip.settings import Settings
 
-__all__ = ("MaceSettings",)
+__all__ = ("INSTALL_HINT", "MaceSettings", "mace_version")
+
+INSTALL_HINT = "the `mace` backend needs mace-torch: pip install 'aiida-mlip[mace]'"
+
+
+def mace_version() -> str:
+    """The installed mace-torch version.
+
+    Raises
+    ------
+    BackendUnavailable
+        When mace-torch is not installed (the message names the extra that installs it).
+    """
+    try:
+        return package_version("mace-torch")
+    except PackageNotFoundError:
+        from aiida_mlip.potentials.backends import BackendUnavailable
+
+        raise BackendUnavailable(INSTALL_HINT) from None
 
 
 class MaceSettings(Settings):
