@@ -74,6 +74,7 @@ def build_members(hyper: dict[str, Any], committee_size: int, seed: int) -> list
         with warnings.catch_warnings():
             # e3nn's TorchScript compilation of MACE's blocks, not ours to fix
             warnings.filterwarnings("ignore", "The TorchScript type system", UserWarning)
+            warnings.filterwarnings("ignore", r"`torch\.jit\.(save|load)` is deprecated", DeprecationWarning)
             for k in range(committee_size):
                 torch.manual_seed(seed + k)
                 members.append(
