@@ -21,8 +21,8 @@ class PotentialData(Data):
     """A committee of interatomic potentials as one model file, with its identity in attributes.
 
     The file (see :mod:`aiida_mlip.potentials.model_file`) is kept in the node's repository. The
-    attributes make potentials queryable: ``backend`` (``"builtin"``, ``"mace"``: see
-    :mod:`aiida_mlip.potentials.backends`), ``backend_version``, ``architecture``, ``elements`` (chemical symbols), ``cutoff``
+    attributes make potentials queryable: ``model_backend`` (``"builtin"``, ``"mace"``: see
+    :mod:`aiida_mlip.potentials.backends`), ``model_backend_version``, ``architecture``, ``elements`` (chemical symbols), ``cutoff``
     (Angstrom), ``committee_size``, ``training_set_uuid`` (the ``DatasetData`` it was trained on, or
     ``None``), ``format_version`` and ``sha256`` (of the file). The sha256 is checked every time the
     file is read back: a file changed behind AiiDA's back is refused.
@@ -60,8 +60,8 @@ class PotentialData(Data):
         sha256 = file_sha256(file)
         self.base.repository.put_object_from_file(os.fspath(file), self.FILENAME)
         attributes = {
-            "backend": backend,
-            "backend_version": get_backend(backend).version_of(metadata),
+            "model_backend": backend,
+            "model_backend_version": get_backend(backend).version_of(metadata),
             "architecture": metadata["architecture"],
             "elements": list(metadata["elements"]),
             "cutoff": float(metadata["cutoff"]),
@@ -75,14 +75,17 @@ class PotentialData(Data):
 
     # ------------------------------------------------------------------ attributes
     @property
-    def backend(self) -> str:
-        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed)."""
-        return self.base.attributes.get("backend", "builtin")
+    def model_backend(self) -> str:
+        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed).
+
+        (Not ``backend``: that is the node's storage backend in AiiDA.)
+        """
+        return self.base.attributes.get("model_backend", "builtin")
 
     @property
-    def backend_version(self) -> str | None:
+    def model_backend_version(self) -> str | None:
         """Version of the backend's code that wrote the file (mace-torch's for ``mace``)."""
-        return self.base.attributes.get("backend_version", None)
+        return self.base.attributes.get("model_backend_version", None)
 
     @property
     def architecture(self) -> str:

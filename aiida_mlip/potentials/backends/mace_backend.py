@@ -65,13 +65,9 @@ class MaceBackend(Backend):
     architecture = "mace-committee"
 
     def check_available(self) -> None:
-        from aiida_mlip.potentials.backends.mace_settings import INSTALL_HINT, mace_version
+        from aiida_mlip.potentials.backends.mace_model import mace_modules
 
-        mace_version()
-        try:
-            import mace.modules  # noqa: F401
-        except ImportError as exception:  # installed but broken (e.g. a torch it cannot use)
-            raise BackendUnavailable(f"{INSTALL_HINT} (importing it failed: {exception})") from None
+        mace_modules()  # BackendUnavailable, naming the extra, when mace-torch is missing or broken
 
     def version(self) -> str:
         from aiida_mlip.potentials.backends.mace_settings import mace_version

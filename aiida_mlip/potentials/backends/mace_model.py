@@ -47,6 +47,7 @@ __all__ = (
     "MaceCommittee",
     "MaceFrameSet",
     "build_committee",
+    "mace_modules",
     "load_mace_committee",
     "save_mace_committee",
 )
@@ -54,19 +55,22 @@ __all__ = (
 ARCHITECTURE = "mace-committee"
 
 
-def _modules():
-    try:
-        # mace first: importing it allows the globals of e3nn's constants file for torch.load
-        from mace import modules  # isort: skip
-        from e3nn import o3
-    except ImportError as exception:
-        raise BackendUnavailable(f"{INSTALL_HINT} ({exception})") from None
+def mace_modules():
+    with warnings.catch_warnings():
+        # importing mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (e3nn's constants file needs it), which
+        # e3nn then reports on stderr; mace first, so that e3nn's import sees it
+        warnings.filterwarnings("ignore", "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", UserWarning)
+        try:
+            from mace import modules  # isort: skip
+            from e3nn import o3
+        except ImportError as exception:
+            raise BackendUnavailable(f"{INSTALL_HINT} ({exception})") from None
     return o3, modules
 
 
 def build_members(hyper: dict[str, Any], committee_size: int, seed: int) -> list[torch.nn.Module]:
     """K ``ScaleShiftMACE`` members from the ``hyperparameters`` of a model file; member k from seed ``seed + k``."""
-    o3, modules = _modules()
+    o3, modules = mace_modules()
     interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     members = []
     state = torch.random.get_rng_state()
