@@ -47,13 +47,13 @@ import numpy as np
 import pydantic
 import torch
 
+from aiida_mlip.potentials.backends.mace_settings import MaceSettings
 from aiida_mlip.potentials.committee import (
     CommitteePotential,
     load_committee,
     resolve_device,
     save_committee,
 )
-from aiida_mlip.potentials.backends.mace_settings import MaceSettings
 from aiida_mlip.potentials.evaluation import error_pairs, evaluate_frames, metrics_of, predict
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.model_file import read_model_metadata
@@ -540,7 +540,9 @@ def train_committee(
     if parent is None:
         kind.normalise(model, train_data)
     before = _force_rmse(model, new_frames, kind)
-    trainer = _Trainer(model, train_data, valid_data or train_data, config, rng, device, dtype, log, kind.save)
+    trainer = _Trainer(
+        model, train_data, valid_data or train_data, config, rng, device, dtype, log, kind.save
+    )
     if checkpoint_path is not None:
         kind.save(model, checkpoint_path, {"checkpoint_epoch": 0})
     log(

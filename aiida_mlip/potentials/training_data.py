@@ -67,7 +67,9 @@ class FrameSet:
 
     def atom_index(self, indices: np.ndarray) -> np.ndarray:
         """Indices into the frames' atoms of the atoms of frames ``indices``, in order."""
-        return np.concatenate([np.arange(self.frames.offsets[i], self.frames.offsets[i + 1]) for i in indices])
+        return np.concatenate(
+            [np.arange(self.frames.offsets[i], self.frames.offsets[i + 1]) for i in indices]
+        )
 
     def targets(self, indices: np.ndarray, device, dtype) -> dict[str, torch.Tensor]:
         """The labels of frames ``indices`` as tensors, what :func:`member_losses` compares with."""

@@ -30,7 +30,9 @@ MACE_TRAINING = {
 
 @pytest.mark.science
 def test_active_learning_with_the_mace_backend(aiida_profile, tmp_path):
-    require_component(importlib.util.find_spec("mace") is not None, "mace-torch (pip install 'aiida-mlip[mace]')")
+    require_component(
+        importlib.util.find_spec("mace") is not None, "mace-torch (pip install 'aiida-mlip[mace]')"
+    )
     from aiida import orm
     from ase.build import bulk
 
@@ -45,7 +47,11 @@ def test_active_learning_with_the_mace_backend(aiida_profile, tmp_path):
     launch = CliRunner().invoke(cmd_root, [*arguments, "--overrides", str(path), "--backend", "mace"])
     assert launch.exit_code == 0, launch.output
 
-    node = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "ActiveLearningWorkChain"}).all(flat=True)[-1]
+    node = (
+        orm.QueryBuilder()
+        .append(orm.WorkChainNode, filters={"attributes.process_label": "ActiveLearningWorkChain"})
+        .all(flat=True)[-1]
+    )
     assert node.exit_status == 0, node.exit_message
     assert node.inputs.train.parameters["backend"] == "mace"
     potential = node.outputs.potential

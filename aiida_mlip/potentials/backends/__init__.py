@@ -61,7 +61,7 @@ class Backend(abc.ABC):
     #: The model file's ``architecture`` metadata this backend writes and reads.
     architecture: ClassVar[str]
 
-    def check_available(self) -> None:
+    def check_available(self) -> None:  # noqa: B027 - nothing to check for a backend without extra packages
         """Raise :class:`BackendUnavailable` (naming the pip extra) when the backend cannot run here."""
 
     @abc.abstractmethod
@@ -81,6 +81,10 @@ class Backend(abc.ABC):
         curve_path: str | os.PathLike | None = None,
     ) -> TrainResult:
         """Train a committee (warm start from the model file ``init`` when given); see :func:`~.train.train_committee`."""
+
+    @abc.abstractmethod
+    def model_kind(self):
+        """What the training loop needs of this backend's model (:class:`~aiida_mlip.potentials.train.ModelKind`)."""
 
     @abc.abstractmethod
     def save(self, model: Any, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> str:
@@ -133,7 +137,9 @@ def backend_of(metadata: dict[str, Any]) -> str:
     raise ModelFileError(f"a model file of unknown architecture {metadata.get('architecture')!r}")
 
 
-def load_calculator(path: str | os.PathLike, device: str = "auto", spread_every: int = 1, **kwargs) -> Calculator:
+def load_calculator(
+    path: str | os.PathLike, device: str = "auto", spread_every: int = 1, **kwargs
+) -> Calculator:
     """Read a model file of any backend and return its committee ASE calculator.
 
     Raises

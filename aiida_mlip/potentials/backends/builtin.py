@@ -55,6 +55,11 @@ class BuiltinBackend(Backend):
             curve_path=curve_path,
         )
 
+    def model_kind(self):
+        from aiida_mlip.potentials.train import BUILTIN_MODEL
+
+        return BUILTIN_MODEL
+
     def save(self, model, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> str:
         from aiida_mlip.potentials.committee import save_committee
 

@@ -28,17 +28,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aiida_mlip.potentials.backends import Backend, BackendUnavailable
+from aiida_mlip.potentials.backends import Backend
 
-__all__ = ("MaceBackend", "mace_model_kind")
+__all__ = ("MaceBackend",)
 
 
 def _no_normalisation(model, data) -> None:
     """A MACE committee is normalised when it is built (its constructor takes the scales)."""
 
 
-def mace_model_kind():
-    """The :class:`~aiida_mlip.potentials.train.ModelKind` of the MACE committee (imports mace-torch)."""
+def _mace_model_kind():
     from aiida_mlip.potentials.backends.mace_model import (
         MaceCommittee,
         MaceFrameSet,
@@ -97,8 +96,13 @@ class MaceBackend(Backend):
             log=log,
             checkpoint_path=checkpoint_path,
             curve_path=curve_path,
-            kind=mace_model_kind(),
+            kind=self.model_kind(),
         )
+
+    def model_kind(self):
+        """The :class:`~aiida_mlip.potentials.train.ModelKind` of the MACE committee (imports mace-torch)."""
+        self.check_available()
+        return _mace_model_kind()
 
     def save(self, model, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> str:
         from aiida_mlip.potentials.backends.mace_model import save_mace_committee

@@ -59,7 +59,9 @@ def mace_modules():
     with warnings.catch_warnings():
         # importing mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (e3nn's constants file needs it), which
         # e3nn then reports on stderr; mace first, so that e3nn's import sees it
-        warnings.filterwarnings("ignore", "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", UserWarning)
+        warnings.filterwarnings(
+            "ignore", "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", UserWarning
+        )
         try:
             from mace import modules  # isort: skip
             from e3nn import o3
@@ -183,7 +185,9 @@ class MaceCommittee(torch.nn.Module):
         built = members if members is not None else build_members(self.hyperparameters, committee_size, seed)
         self.members = torch.nn.ModuleList(built)
         lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.int64)
-        lookup[torch.tensor([atomic_numbers[symbol] for symbol in self.elements])] = torch.arange(len(elements))
+        lookup[torch.tensor([atomic_numbers[symbol] for symbol in self.elements])] = torch.arange(
+            len(elements)
+        )
         self.register_buffer("species_lookup", lookup, persistent=False)
         self.register_buffer("invariant_columns", _invariant_columns(self.members[0]), persistent=False)
 
@@ -227,7 +231,9 @@ class MaceCommittee(torch.nn.Module):
         """A :class:`MaceBatch` from per-configuration arrays (``graphs``: :func:`_graph` results)."""
         device, dtype = self.device, self.dtype
         offsets = np.concatenate([[0], np.cumsum(natoms)])
-        edge_index = np.concatenate([edges + offset for (edges, _, _), offset in zip(graphs, offsets, strict=False)], 1)
+        edge_index = np.concatenate(
+            [edges + offset for (edges, _, _), offset in zip(graphs, offsets, strict=False)], 1
+        )
         frame = torch.as_tensor(np.repeat(np.arange(len(natoms)), natoms), device=device)
         node_attrs = torch.nn.functional.one_hot(
             torch.as_tensor(species, device=device), len(self.elements)
@@ -237,7 +243,9 @@ class MaceCommittee(torch.nn.Module):
             "node_attrs": node_attrs,
             "edge_index": torch.as_tensor(edge_index, dtype=torch.int64, device=device),
             "shifts": torch.as_tensor(np.concatenate([g[1] for g in graphs]), dtype=dtype, device=device),
-            "unit_shifts": torch.as_tensor(np.concatenate([g[2] for g in graphs]), dtype=dtype, device=device),
+            "unit_shifts": torch.as_tensor(
+                np.concatenate([g[2] for g in graphs]), dtype=dtype, device=device
+            ),
             "cell": torch.as_tensor(np.concatenate(cells), dtype=dtype, device=device),
             "batch": frame,
             "ptr": torch.as_tensor(offsets, dtype=torch.int64, device=device),
@@ -262,7 +270,11 @@ class MaceCommittee(torch.nn.Module):
             vectors = positions[neighbour] - positions[centre] + shifts
             near = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
             shifts = shifts[near]
-            graph = (np.stack([centre[near], neighbour[near]]), shifts, np.rint(shifts @ np.linalg.pinv(cell)))
+            graph = (
+                np.stack([centre[near], neighbour[near]]),
+                shifts,
+                np.rint(shifts @ np.linalg.pinv(cell)),
+            )
         return self.pack(self.species_of(numbers).cpu().numpy(), positions, [cell], [graph], [len(positions)])
 
     def invariant_features(self, batch: MaceBatch) -> torch.Tensor:
@@ -335,7 +347,9 @@ class MaceFrameSet(FrameSet):
         self.graphs = []
         for index in range(self.n_frames):
             start, stop = frames.offsets[index], frames.offsets[index + 1]
-            self.graphs.append(_graph(frames.positions[start:stop], frames.cells[index], frames.pbc[index], model.cutoff))
+            self.graphs.append(
+                _graph(frames.positions[start:stop], frames.cells[index], frames.pbc[index], model.cutoff)
+            )
 
     def batch(self, indices: np.ndarray, model: MaceCommittee) -> tuple[MaceBatch, dict[str, torch.Tensor]]:
         """Pack the frames ``indices`` into one batch and its targets."""

@@ -16,7 +16,13 @@ from aiida_mlip.potentials.train import TrainConfig
 from aiida_mlip.settings import SettingsError
 from tests.potentials.emt_data import md_frames
 
-SPREAD_KEYS = ("committee_energy", "committee_forces", "force_deviation", "max_force_deviation", "energy_deviation")
+SPREAD_KEYS = (
+    "committee_energy",
+    "committee_forces",
+    "force_deviation",
+    "max_force_deviation",
+    "energy_deviation",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,9 @@ def frames():
 def test_builtin_backend_round_trip(frames, tmp_path):
     """Train, save, load through the interface: the file says `builtin`, the calculator predicts the same."""
     backend = get_backend("builtin")
-    config = TrainConfig(committee_size=2, max_epochs=2, min_epochs=1, hidden=8, n_radial=4, l_max=1, cutoff=4.0)
+    config = TrainConfig(
+        committee_size=2, max_epochs=2, min_epochs=1, hidden=8, n_radial=4, l_max=1, cutoff=4.0
+    )
     result = backend.train(frames, config, log=None)
     assert result.status == "ok" and result.metrics["epochs_run"] == 2
     path = tmp_path / "model.safetensors"

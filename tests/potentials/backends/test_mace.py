@@ -28,7 +28,9 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def mace_backend():
-    require_component(importlib.util.find_spec("mace") is not None, "mace-torch (pip install 'aiida-mlip[mace]')")
+    require_component(
+        importlib.util.find_spec("mace") is not None, "mace-torch (pip install 'aiida-mlip[mace]')"
+    )
     from aiida_mlip.potentials.backends import get_backend
 
     return get_backend("mace")
@@ -135,5 +137,43 @@ def test_warm_start_and_a_parent_of_another_backend(trained, mace_backend, tmp_p
     from aiida_mlip.potentials.committee import CommitteePotential, save_committee
 
     save_committee(CommitteePotential(["Al"], cutoff=4.0, committee_size=2, hidden=4), builtin)
-    with pytest.raises(ModelFileError, match="holds a 'aiida-mlip-power-spectrum-committee' model, not 'mace-committee'"):
+    with pytest.raises(
+        ModelFileError, match="holds a 'aiida-mlip-power-spectrum-committee' model, not 'mace-committee'"
+    ):
         mace_backend.train(frames, config, init=builtin, log=None, device="cpu")
+
+
+def test_explore_executable_runs_a_mace_committee(trained, tmp_path):
+    """``aiida-mlip-explore`` reads the backend from the file: MD, deviations and the grade from MACE features."""
+    import csv
+    import json
+
+    import yaml
+    from ase.io import write
+
+    from aiida_mlip.engine.explore import main
+
+    frames, _, path = trained
+    frames.write_hdf5(tmp_path / "training.h5")
+    write(tmp_path / "start.extxyz", [frames.to_atoms(0)])
+    parameters = {
+        "temperature": 300,
+        "steps": 20,
+        "check_interval": 5,
+        "write_interval": 10,
+        "trust": {"lo": 0.05, "hi": 5.0},
+    }
+    (tmp_path / "parameters.yaml").write_text(yaml.safe_dump(parameters))
+    argv = ["--model", str(path), "--structures", str(tmp_path / "start.extxyz"), "--device", "cpu"]
+    argv += ["--parameters", str(tmp_path / "parameters.yaml"), "--training", str(tmp_path / "training.h5")]
+    from aiida_mlip.selection.maxvol import RankDeficientWarning
+
+    # 40 environments of a 4-atom fcc cell span fewer directions than the 16 features: said, not hidden
+    with pytest.warns(RankDeficientWarning, match="Al: 40 environments of rank"):
+        assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["walkers"][0]["steps_done"] == 20
+    with open(tmp_path / "out" / "frames.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5  # steps 0, 5, ..., 20
+    assert all(float(row["max_force_deviation"]) >= 0 and np.isfinite(float(row["gamma"])) for row in rows)
