@@ -56,12 +56,16 @@ class PotentialData(Data):
             If the file is not a model file or its weights do not match their recorded digest.
         """
         _, metadata = read_model_file(file, verify=True)
-        backend = backend_of(metadata)
+        try:
+            backend = backend_of(metadata)
+            version = get_backend(backend).version_of(metadata)
+        except (ModelFileError, ValueError):  # an architecture no backend reads: stored, not loadable here
+            backend = version = None
         sha256 = file_sha256(file)
         self.base.repository.put_object_from_file(os.fspath(file), self.FILENAME)
         attributes = {
             "model_backend": backend,
-            "model_backend_version": get_backend(backend).version_of(metadata),
+            "model_backend_version": version,
             "architecture": metadata["architecture"],
             "elements": list(metadata["elements"]),
             "cutoff": float(metadata["cutoff"]),
@@ -75,8 +79,9 @@ class PotentialData(Data):
 
     # ------------------------------------------------------------------ attributes
     @property
-    def model_backend(self) -> str:
-        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed).
+    def model_backend(self) -> str | None:
+        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed,
+        ``None`` for an architecture no backend reads).
 
         (Not ``backend``: that is the node's storage backend in AiiDA.)
         """
