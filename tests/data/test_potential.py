@@ -81,5 +81,7 @@ def test_the_backend_is_recorded(tmp_path):
     save_committee(CommitteePotential(["Al"], cutoff=4.0, committee_size=2, hidden=4), path)
     node = PotentialData(file=path).store()
     assert node.model_backend == "builtin" and node.model_backend_version == "architecture 1"
-    query = QueryBuilder().append(PotentialData, filters={"attributes.model_backend": "builtin", "id": node.pk})
+    query = QueryBuilder().append(
+        PotentialData, filters={"attributes.model_backend": "builtin", "id": node.pk}
+    )
     assert query.count() == 1
