@@ -69,6 +69,10 @@ class Backend(abc.ABC):
         """Version of the code that defines the architecture (recorded on ``PotentialData``)."""
 
     @abc.abstractmethod
+    def model_kind(self):
+        """What the training loop needs of this backend's model (:class:`~aiida_mlip.potentials.train.ModelKind`):
+        its class, how to build, load and save it and how to cut frames into its batches."""
+
     def train(
         self,
         train: Frames,
@@ -80,23 +84,41 @@ class Backend(abc.ABC):
         checkpoint_path: str | os.PathLike | None = None,
         curve_path: str | os.PathLike | None = None,
     ) -> TrainResult:
-        """Train a committee (warm start from the model file ``init`` when given); see :func:`~.train.train_committee`."""
+        """Train a committee (warm start from the model file ``init`` when given).
 
-    @abc.abstractmethod
-    def model_kind(self):
-        """What the training loop needs of this backend's model (:class:`~aiida_mlip.potentials.train.ModelKind`)."""
+        :func:`~aiida_mlip.potentials.train.train_committee` with this backend's model; the
+        arguments are its own.
+        """
+        from aiida_mlip.potentials.train import train_committee
 
-    @abc.abstractmethod
+        return train_committee(
+            train,
+            config,
+            valid=valid,
+            init=init,
+            device=device,
+            log=log,
+            checkpoint_path=checkpoint_path,
+            curve_path=curve_path,
+            kind=self.model_kind(),
+        )
+
     def save(self, model: Any, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> str:
-        """Write ``model`` as a model file and return the file's sha256."""
+        """Write ``model`` as a model file and return the file's sha256 (``extra_metadata`` merged in)."""
+        return self.model_kind().save(model, path, extra_metadata)
 
-    @abc.abstractmethod
     def load(self, path: str | os.PathLike, device: str = "cpu") -> Any:
         """Read a model file this backend wrote (its integrity record checked)."""
+        return self.model_kind().load(path, device=device)
 
-    @abc.abstractmethod
     def calculator(self, model: Any, device: str = "auto", spread_every: int = 1, **kwargs) -> Calculator:
-        """The committee ASE calculator of a model (object or model file path)."""
+        """The committee ASE calculator (:class:`~aiida_mlip.potentials.calculator.CommitteeCalculator`)
+        of a model object or model file path; ``kwargs`` go to the calculator (``dtype``, ``skin``)."""
+        from aiida_mlip.potentials.calculator import CommitteeCalculator
+
+        if isinstance(model, str | os.PathLike):
+            model = self.load(model)
+        return CommitteeCalculator(model, device=device, spread_every=spread_every, **kwargs)
 
     def features(self, calculator: Calculator, atoms, kind: str = "hidden"):
         """(N, F) per-atom features of ``atoms`` for D-optimal selection (``calculator.get_features``)."""

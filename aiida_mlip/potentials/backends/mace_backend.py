@@ -25,9 +25,6 @@ committee: the same results (committee mean and spread, ``force_deviation``), th
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from aiida_mlip.potentials.backends import Backend
 
 __all__ = ("MaceBackend",)
@@ -73,51 +70,7 @@ class MaceBackend(Backend):
 
         return mace_version()
 
-    def train(
-        self,
-        train,
-        config,
-        valid=None,
-        init=None,
-        device="auto",
-        log=print,
-        checkpoint_path=None,
-        curve_path=None,
-    ):
-        from aiida_mlip.potentials.train import train_committee
-
-        self.check_available()
-        return train_committee(
-            train,
-            config,
-            valid=valid,
-            init=init,
-            device=device,
-            log=log,
-            checkpoint_path=checkpoint_path,
-            curve_path=curve_path,
-            kind=self.model_kind(),
-        )
-
     def model_kind(self):
         """The :class:`~aiida_mlip.potentials.train.ModelKind` of the MACE committee (imports mace-torch)."""
         self.check_available()
         return _mace_model_kind()
-
-    def save(self, model, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> str:
-        from aiida_mlip.potentials.backends.mace_model import save_mace_committee
-
-        return save_mace_committee(model, path, extra_metadata)
-
-    def load(self, path: str | os.PathLike, device: str = "cpu"):
-        from aiida_mlip.potentials.backends.mace_model import load_mace_committee
-
-        self.check_available()
-        return load_mace_committee(path, device=device)
-
-    def calculator(self, model, device: str = "auto", spread_every: int = 1, **kwargs):
-        from aiida_mlip.potentials.calculator import CommitteeCalculator
-
-        if isinstance(model, str | os.PathLike):
-            model = self.load(model)
-        return CommitteeCalculator(model, device=device, spread_every=spread_every, **kwargs)

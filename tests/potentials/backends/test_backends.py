@@ -9,20 +9,12 @@ import pytest
 
 from aiida_mlip.potentials import load_calculator
 from aiida_mlip.potentials.backends import backend_of, get_backend
-from aiida_mlip.potentials.calculator import CommitteeCalculator
+from aiida_mlip.potentials.calculator import SPREAD_KEYS, CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.model_file import ModelFileError, read_model_metadata
 from aiida_mlip.potentials.train import TrainConfig
 from aiida_mlip.settings import SettingsError
 from tests.potentials.emt_data import md_frames
-
-SPREAD_KEYS = (
-    "committee_energy",
-    "committee_forces",
-    "force_deviation",
-    "max_force_deviation",
-    "energy_deviation",
-)
 
 
 @pytest.fixture(scope="module")
