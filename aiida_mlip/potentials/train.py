@@ -47,6 +47,8 @@ import numpy as np
 import pydantic
 import torch
 
+from aiida_mlip.potentials.backends import ModelKind
+from aiida_mlip.potentials.backends.builtin import BUILTIN_MODEL
 from aiida_mlip.potentials.backends.mace_settings import MaceSettings
 from aiida_mlip.potentials.committee import (
     CommitteePotential,
@@ -58,9 +60,7 @@ from aiida_mlip.potentials.evaluation import error_pairs, evaluate_frames, metri
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.model_file import read_model_metadata
 from aiida_mlip.potentials.training_data import (
-    FrameSet,
     bootstrap_weights,
-    fit_normalisation,
     frame_fingerprints,
     frame_groups,
     member_losses,
@@ -201,64 +201,6 @@ class TrainConfig(Settings):
                 f"repulsion_radius must be between 0 and the cutoff, got {self.repulsion_radius!r}"
             )
         return self
-
-
-@dataclass(frozen=True)
-class ModelKind:
-    """What the training loop needs of a model class; the built-in committee is :data:`BUILTIN_MODEL`.
-
-    A backend (:mod:`aiida_mlip.potentials.backends`) hands its own to :func:`train_committee`. Its
-    model must be called as ``model(batch, committee=True, forces=True, strain_derivative=...)`` and
-    return what :meth:`~.committee.CommitteePotential.forward` returns, and its frame set must cut
-    batches as :class:`~.training_data.FrameSet` does.
-
-    Attributes
-    ----------
-    model_class
-        Instances of it are taken as a parent as they are; anything else is a model file path.
-    load
-        ``load(path) -> model``.
-    build
-        ``build(frames, elements, config) -> model``: a new committee for the training frames.
-    frame_set
-        ``frame_set(frames, model)``: the frames cut into batches for ``model``.
-    normalise
-        ``normalise(model, frame_set)``: fit a new committee's scales on its training frames.
-    save
-        ``save(model, path, metadata) -> sha256``: a model file (the checkpoints).
-    """
-
-    model_class: type
-    load: Callable
-    build: Callable
-    frame_set: Callable
-    normalise: Callable
-    save: Callable
-
-
-def _new_committee(frames: Frames, elements: list[str], config: TrainConfig) -> CommitteePotential:
-    return CommitteePotential(
-        elements=elements,
-        cutoff=config.cutoff,
-        committee_size=config.committee_size,
-        hidden=config.hidden,
-        n_radial=config.n_radial,
-        l_max=config.l_max,
-        species_channels=config.species_channels,
-        repulsion_radius=config.repulsion_radius,
-        seed=config.seed,
-    )
-
-
-#: The built-in power-spectrum committee.
-BUILTIN_MODEL = ModelKind(
-    model_class=CommitteePotential,
-    load=load_committee,
-    build=_new_committee,
-    frame_set=FrameSet,
-    normalise=fit_normalisation,
-    save=save_committee,
-)
 
 
 @dataclass

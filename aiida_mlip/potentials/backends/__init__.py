@@ -25,6 +25,8 @@ from __future__ import annotations
 import abc
 import importlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +39,7 @@ __all__ = (
     "BACKENDS",
     "Backend",
     "BackendUnavailable",
+    "ModelKind",
     "backend_of",
     "get_backend",
     "load_calculator",
@@ -47,6 +50,39 @@ BACKENDS = {
     "builtin": "aiida_mlip.potentials.backends.builtin:BuiltinBackend",
     "mace": "aiida_mlip.potentials.backends.mace_backend:MaceBackend",
 }
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the training loop needs of a model class; the built-in committee is :data:`~.builtin.BUILTIN_MODEL`.
+
+    A backend hands its own to :func:`~aiida_mlip.potentials.train.train_committee`. Its
+    model must be called as ``model(batch, committee=True, forces=True, strain_derivative=...)`` and
+    return what :meth:`~aiida_mlip.potentials.committee.CommitteePotential.forward` returns, and its frame set must cut
+    batches as :class:`~aiida_mlip.potentials.training_data.FrameSet` does.
+
+    Attributes
+    ----------
+    model_class
+        Instances of it are taken as a parent as they are; anything else is a model file path.
+    load
+        ``load(path) -> model``.
+    build
+        ``build(frames, elements, config) -> model``: a new committee for the training frames.
+    frame_set
+        ``frame_set(frames, model)``: the frames cut into batches for ``model``.
+    normalise
+        ``normalise(model, frame_set)``: fit a new committee's scales on its training frames.
+    save
+        ``save(model, path, metadata) -> sha256``: a model file (the checkpoints).
+    """
+
+    model_class: type
+    load: Callable
+    build: Callable
+    frame_set: Callable
+    normalise: Callable
+    save: Callable
 
 
 class BackendUnavailable(RuntimeError):
