@@ -109,9 +109,13 @@ def test_metadata_has_no_aiida_and_matches_the_main_distribution(wheel):
 
     assert metadata["Name"] == "aiida-mlip-engine"
     assert metadata["Version"] == aiida_mlip.__version__
-    requirements = [Requirement(text) for text in metadata.get_all("Requires-Dist")]
+    declared = [Requirement(text) for text in metadata.get_all("Requires-Dist")]
+    requirements = [requirement for requirement in declared if requirement.marker is None]
     names = {canonicalize_name(requirement.name) for requirement in requirements}
     assert names == ENGINE_DEPENDENCIES
+    # the one extra: the `mace` model backend, as the main distribution's
+    extras = {str(requirement) for requirement in declared if requirement.marker is not None}
+    assert extras == {'mace-torch<0.4,>=0.3.14; extra == "mace"'}
     assert not [name for name in names if "aiida" in name]
     # the same version ranges as the main distribution declares for these packages
     main = {

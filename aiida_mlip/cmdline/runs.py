@@ -146,9 +146,15 @@ def _labeller(
     help="Cluster YAML (see `aiida-mlip setup computer`): its codes and per-step options are used.",
 )
 @click.option(
+    "--backend",
+    type=click.Choice(["builtin", "mace"]),
+    help="Model backend (training.backend; mace needs pip install 'aiida-mlip[mace]'). "
+    "Default: the protocol's or the overrides file's (builtin).",
+)
+@click.option(
     "--daemon", "-d", is_flag=True, help="Submit to the daemon and return; otherwise run here with progress."
 )
-def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, daemon):
+def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides, cluster, backend, daemon):
     """Start active learning from structure files or StructureData pks."""
     from aiida.engine import submit
 
@@ -158,6 +164,9 @@ def cmd_launch(structures, protocol, labeller, pw_code, pseudo_family, overrides
 
     images = _read_structures(structures)
     override = _read_overrides(overrides)
+    if backend:
+        override = dict(override or {})
+        override["training"] = {**(override.get("training") or {}), "backend": backend}
     codes, options, kept = None, None, ""
     if cluster:
         from aiida_mlip.clusters import ClusterConfigError, load_cluster_config, setup_cluster, step_options

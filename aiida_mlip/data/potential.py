@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from aiida.orm import Data
 
+from aiida_mlip.potentials.backends import backend_of, get_backend
 from aiida_mlip.potentials.model_file import ModelFileError, file_sha256, read_model_file
 
 __all__ = ("PotentialData",)
@@ -20,7 +21,8 @@ class PotentialData(Data):
     """A committee of interatomic potentials as one model file, with its identity in attributes.
 
     The file (see :mod:`aiida_mlip.potentials.model_file`) is kept in the node's repository. The
-    attributes make potentials queryable: ``architecture``, ``elements`` (chemical symbols), ``cutoff``
+    attributes make potentials queryable: ``model_backend`` (``"builtin"``, ``"mace"``: see
+    :mod:`aiida_mlip.potentials.backends`), ``model_backend_version``, ``architecture``, ``elements`` (chemical symbols), ``cutoff``
     (Angstrom), ``committee_size``, ``training_set_uuid`` (the ``DatasetData`` it was trained on, or
     ``None``), ``format_version`` and ``sha256`` (of the file). The sha256 is checked every time the
     file is read back: a file changed behind AiiDA's back is refused.
@@ -54,9 +56,16 @@ class PotentialData(Data):
             If the file is not a model file or its weights do not match their recorded digest.
         """
         _, metadata = read_model_file(file, verify=True)
+        try:
+            backend = backend_of(metadata)
+            version = get_backend(backend).version_of(metadata)
+        except (ModelFileError, ValueError):  # an architecture no backend reads: stored, not loadable here
+            backend = version = None
         sha256 = file_sha256(file)
         self.base.repository.put_object_from_file(os.fspath(file), self.FILENAME)
         attributes = {
+            "model_backend": backend,
+            "model_backend_version": version,
             "architecture": metadata["architecture"],
             "elements": list(metadata["elements"]),
             "cutoff": float(metadata["cutoff"]),
@@ -69,6 +78,20 @@ class PotentialData(Data):
             self.base.attributes.set(key, value)
 
     # ------------------------------------------------------------------ attributes
+    @property
+    def model_backend(self) -> str | None:
+        """The model backend that wrote the file (``"builtin"`` for nodes stored before backends existed,
+        ``None`` for an architecture no backend reads).
+
+        (Not ``backend``: that is the node's storage backend in AiiDA.)
+        """
+        return self.base.attributes.get("model_backend", "builtin")
+
+    @property
+    def model_backend_version(self) -> str | None:
+        """Version of the backend's code that wrote the file (mace-torch's for ``mace``)."""
+        return self.base.attributes.get("model_backend_version", None)
+
     @property
     def architecture(self) -> str:
         return self.base.attributes.get("architecture")

@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise InputError(f"model file {args.model} not found")
     from aiida_mlip.potentials import load_calculator
+    from aiida_mlip.potentials.backends import BackendUnavailable
 
     try:
         calculator = load_calculator(args.model, device=args.device, spread_every=1)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, BackendUnavailable) as error:
         raise InputError(f"cannot load model {args.model}: {error}") from None
     unknown = sorted(
         {symbol for atoms in structures for symbol in atoms.get_chemical_symbols()} - set(calculator.elements)

@@ -111,10 +111,11 @@ def load_model(path: str | None, device: str):
     if not Path(path).is_file():
         raise InputError(f"model file {path} not found")
     from aiida_mlip.potentials import load_calculator
+    from aiida_mlip.potentials.backends import BackendUnavailable
 
     try:
         return load_calculator(path, device=device, spread_every=1)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, BackendUnavailable) as error:
         raise InputError(f"cannot load model {path}: {error}") from None
 
 

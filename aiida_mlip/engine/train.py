@@ -1,5 +1,8 @@
 """``aiida-mlip-train``: train a committee potential from files, write files. No AiiDA needed.
 
+The config's ``backend`` (``builtin``, the default, or ``mace``) picks the model
+(:mod:`aiida_mlip.potentials.backends`); everything below holds for both.
+
 Usage::
 
     aiida-mlip-train --dataset dataset.h5 --config config.yaml [--init model.safetensors]
@@ -12,7 +15,7 @@ Inputs
     settings. ``--init``: a model file to warm start from (e.g. an earlier ``checkpoint.safetensors``).
 
 Config keys (all optional; units Angstrom, eV), see :class:`aiida_mlip.potentials.train.TrainConfig`:
-    committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
+    backend ("builtin" | "mace"), mace (the MACE architecture block), committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
     hidden (64), repulsion_radius (null), max_epochs (200), min_epochs (10), batch_size (4), lr (5e-3),
     min_lr (5e-5), optimizer ("adamw" | "adam"), weight_decay (0), scheduler ("cosine" | "plateau" |
     "constant"), energy_weight (10), forces_weight (1), stress_weight (1), valid_fraction (0.1),
@@ -39,7 +42,8 @@ Devices
     partition that landed on a node without one must not silently train for hours on its CPU.
 
 Exit codes
-    0 ok; 2 bad config, dataset or initial model (message on stderr); 3 NaN loss; 4 diverged;
+    0 ok; 2 bad config, dataset or initial model, or a backend not installed here (message on
+    stderr, naming the extra to install); 3 NaN loss; 4 diverged;
     5 the requested device is not available.
 Progress lines (one per epoch) go to stdout, flushed.
 """
@@ -114,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exception:
         return report_bad_input(PROGRAM, exception)
 
-    from aiida_mlip.potentials.committee import save_committee
+    from aiida_mlip.potentials.backends import BackendUnavailable, get_backend
     from aiida_mlip.potentials.model_file import ModelFileError
-    from aiida_mlip.potentials.train import train_committee
 
+    backend = get_backend(config.backend)
     started = time.perf_counter()
     try:
-        result = train_committee(
+        backend.check_available()
+        result = backend.train(
             train,
             config,
             valid=valid,
@@ -130,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_path=output / "checkpoint.safetensors",
             curve_path=output / "learning_curve.csv",
         )
-    except (ValueError, ModelFileError, RuntimeError) as exception:
+    except (ValueError, ModelFileError, RuntimeError, BackendUnavailable) as exception:
         return report_bad_input(PROGRAM, exception)
     metrics = dict(result.metrics)
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["config"] = config.to_dict()
     if result.status in ("ok", "no_improvement"):
-        save_committee(
+        backend.save(
             result.model,
             output / "model.safetensors",
             {"training_metrics": _summary(metrics), "training_frames": result.training_frames},

@@ -54,6 +54,7 @@ from aiida_mlip.learning.calibration import (
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
 from aiida_mlip.learning.property_convergence import PropertyConvergenceSettings
+from aiida_mlip.potentials.backends import get_backend
 from aiida_mlip.potentials.calculator import CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.train import TrainConfig, evaluate_frames, train_committee
@@ -197,15 +198,29 @@ def _test_frames(test_sets) -> dict[str, Frames]:
     return frames
 
 
-def _test_errors(model, test_sets: Mapping[str, Frames]) -> dict[str, float]:
+def _model_kind(training: Mapping[str, Any]):
+    """The :class:`~aiida_mlip.potentials.train.ModelKind` of the ``training.backend`` (built-in by default)."""
+    return get_backend(training.get("backend", "builtin")).model_kind()
+
+
+def _test_errors(model, test_sets: Mapping[str, Frames], kind) -> dict[str, float]:
     """Force RMSE of the committee mean on each test set, eV/Angstrom."""
     return {
-        name: float(evaluate_frames(model, frames)["mean"]["forces"]) for name, frames in test_sets.items()
+        name: float(evaluate_frames(model, frames, frame_set=kind.frame_set)["mean"]["forces"])
+        for name, frames in test_sets.items()
     }
 
 
 def _train(dataset: Frames, config: dict, init, device: str, parent_frames=None):
-    result = train_committee(dataset, config, init=init, device=device, log=None, parent_frames=parent_frames)
+    result = train_committee(
+        dataset,
+        config,
+        init=init,
+        device=device,
+        log=None,
+        parent_frames=parent_frames,
+        kind=_model_kind(config),
+    )
     return result, result.metrics
 
 
@@ -306,7 +321,7 @@ def run_active_learning(
         record["times"]["train"] = time.perf_counter() - began
         record.update(_training_fields(metrics, result.status))
     began = time.perf_counter()
-    record["test_rmse_forces"] = _test_errors(model, tests)
+    record["test_rmse_forces"] = _test_errors(model, tests, _model_kind(training))
     record["times"]["test"] = time.perf_counter() - began
     record["n_labels_total"] = len(dataset)
     record["n_train_frames"] = len(dataset)
@@ -417,7 +432,7 @@ def run_active_learning(
             record["times"]["train"] = time.perf_counter() - began
 
         began = time.perf_counter()
-        record["test_rmse_forces"] = _test_errors(model, tests)
+        record["test_rmse_forces"] = _test_errors(model, tests, _model_kind(training))
         record["times"]["test"] = time.perf_counter() - began
         record["n_labels_total"] = len(dataset)
         if properties is not None:

@@ -30,7 +30,12 @@ SPREAD_KEYS = (
 
 
 class CommitteeCalculator(Calculator):
-    """ASE calculator for a :class:`~.committee.CommitteePotential`.
+    """ASE calculator for a :class:`~.committee.CommitteePotential` (or any committee of a backend).
+
+    The model of another backend (:mod:`~.backends`, e.g. the MACE committee of
+    :mod:`~.backends.mace_model`) serves as well when it answers ``batch(positions, numbers, cell,
+    pbc, slots=...)``, ``forward`` with the keys of ``CommitteePotential.forward``, ``member(k)`` and
+    ``invariant_features(batch)``.
 
     ``energy``, ``free_energy``, ``energies`` (per atom), ``forces`` and ``stress`` (3D-periodic
     cells only, Voigt order, eV/Angstrom^3, ASE sign) are the committee mean. When the spread is
@@ -45,7 +50,7 @@ class CommitteeCalculator(Calculator):
     Parameters
     ----------
     model
-        The committee, or the path of a model file.
+        The committee, or the path of a model file of the built-in committee.
     device
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``... Asking for
         CUDA where none is visible raises ``RuntimeError``.
@@ -77,7 +82,7 @@ class CommitteeCalculator(Calculator):
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        if not isinstance(model, CommitteePotential):
+        if not isinstance(model, torch.nn.Module):
             model = load_committee(model)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.spread_every = int(spread_every)
@@ -162,7 +167,8 @@ class CommitteeCalculator(Calculator):
             exactly these features as regressors, so D-optimality on them is D-optimality of the
             committee's final linear fits (the "linear in parameters" view of Podryabinkin and
             Shapeev, Comput. Mater. Sci. 140, 171 (2017), applied to the last layer).
-            ``"descriptor"``: the standardised power spectrum, shape (N, F), model independent.
+            ``"descriptor"``: the model's invariant features (:meth:`~.committee.CommitteePotential.invariant_features`:
+            for the built-in committee the standardised power spectrum, shape (N, F), independent of the readouts).
 
         Returns
         -------
@@ -176,8 +182,7 @@ class CommitteeCalculator(Calculator):
         batch = self.model.batch(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
         with torch.no_grad():
             if kind == "descriptor":
-                features = self.model.descriptor(batch.vectors, batch.species[batch.neighbours])
-                values = (features - self.model.feature_mean) / self.model.feature_std
+                values = self.model.invariant_features(batch)
             else:
                 hidden = self.model(batch, forces=False, hidden_features=True)["hidden"]
                 values = hidden.permute(1, 0, 2).reshape(len(atoms), -1)

@@ -179,6 +179,11 @@ class CommitteePotential(torch.nn.Module):
         return self.descriptor.cutoff
 
     @property
+    def n_features(self) -> int:
+        """Width of the descriptor each readout reads."""
+        return self.descriptor.n_features
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.w1.dtype
 
@@ -254,6 +259,11 @@ class CommitteePotential(torch.nn.Module):
         )
 
     # ------------------------------------------------------------------ the model
+    def invariant_features(self, batch: AtomsBatch) -> torch.Tensor:
+        """(N, F) the standardised power spectrum of every atom: the readouts' input, shared by the members."""
+        features = self.descriptor(batch.vectors, batch.species[batch.neighbours])
+        return (features - self.feature_mean) / self.feature_std
+
     def forward(
         self,
         batch: AtomsBatch,

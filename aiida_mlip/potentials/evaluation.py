@@ -68,8 +68,13 @@ def metrics_of(prediction: dict[str, np.ndarray], data: FrameSet) -> dict[str, d
     return result
 
 
-def evaluate_frames(model: CommitteePotential, frames: Frames, batch_size: int = 16) -> dict[str, Any]:
+def evaluate_frames(
+    model: CommitteePotential, frames: Frames, batch_size: int = 16, frame_set=FrameSet
+) -> dict[str, Any]:
     """RMSE of the committee mean and of each member on labelled frames.
+
+    ``frame_set(frames, model)`` cuts the frames into batches for the model (the backend's
+    :class:`~aiida_mlip.potentials.train.ModelKind` ``frame_set``; the built-in one by default).
 
     Returns
     -------
@@ -77,7 +82,7 @@ def evaluate_frames(model: CommitteePotential, frames: Frames, batch_size: int =
         ``{"mean": {"energy_per_atom": eV/atom, "forces": eV/Angstrom, "stress": eV/Angstrom^3 or None},
         "member_0": {...}, ...}``
     """
-    data = FrameSet(frames, model)
+    data = frame_set(frames, model)
     return metrics_of(predict(model, data, batch_size), data)
 
 

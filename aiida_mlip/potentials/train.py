@@ -47,6 +47,9 @@ import numpy as np
 import pydantic
 import torch
 
+from aiida_mlip.potentials.backends import ModelKind
+from aiida_mlip.potentials.backends.builtin import BUILTIN_MODEL
+from aiida_mlip.potentials.backends.mace_settings import MaceSettings
 from aiida_mlip.potentials.committee import (
     CommitteePotential,
     load_committee,
@@ -57,9 +60,7 @@ from aiida_mlip.potentials.evaluation import error_pairs, evaluate_frames, metri
 from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.potentials.model_file import read_model_metadata
 from aiida_mlip.potentials.training_data import (
-    FrameSet,
     bootstrap_weights,
-    fit_normalisation,
     frame_fingerprints,
     frame_groups,
     member_losses,
@@ -69,7 +70,9 @@ from aiida_mlip.potentials.training_data import (
 from aiida_mlip.settings import Settings
 
 __all__ = (
+    "BUILTIN_MODEL",
     "STATUSES",
+    "ModelKind",
     "TrainConfig",
     "TrainResult",
     "evaluate_frames",
@@ -92,10 +95,18 @@ class TrainConfig(Settings):
 
     Attributes
     ----------
+    backend
+        The model backend (:mod:`aiida_mlip.potentials.backends`): ``"builtin"`` (the power-spectrum
+        committee of :mod:`~.committee`) or ``"mace"`` (a committee of MACE models through
+        mace-torch, the ``[mace]`` extra). Every other key applies to both, except the built-in
+        architecture's ``n_radial``, ``l_max``, ``species_channels``, ``hidden`` and
+        ``repulsion_radius`` (ignored by MACE) and the ``mace`` block (ignored by the built-in one).
+    mace
+        The MACE architecture (:class:`~.backends.mace_settings.MaceSettings`).
     committee_size
         Number of members K (ignored on a warm start: the initial committee decides).
     cutoff
-        Descriptor cutoff, Angstrom.
+        Descriptor cutoff (MACE: ``r_max``), Angstrom.
     n_radial, l_max, species_channels
         Descriptor resolution (:class:`~.descriptor.PowerSpectrumDescriptor`).
     hidden
@@ -139,6 +150,8 @@ class TrainConfig(Settings):
 
     block = "training"
 
+    backend: Literal["builtin", "mace"] = "builtin"
+    mace: MaceSettings = pydantic.Field(default_factory=MaceSettings)
     committee_size: pydantic.StrictInt = pydantic.Field(4, ge=1)
     cutoff: float = pydantic.Field(5.0, gt=0, allow_inf_nan=False)
     n_radial: pydantic.StrictInt = pydantic.Field(8, ge=1)
@@ -164,6 +177,20 @@ class TrainConfig(Settings):
     divergence_factor: float = pydantic.Field(1e3, gt=0, allow_inf_nan=False)
     seed: pydantic.StrictInt = 0
     dtype: Literal["float32", "float64"] = "float32"
+
+    @pydantic.field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str) -> str:
+        """A backend whose package is missing is refused here, before any job runs."""
+        if backend == "mace":
+            from aiida_mlip.potentials.backends import BackendUnavailable
+            from aiida_mlip.potentials.backends.mace_settings import mace_version
+
+            try:
+                mace_version()
+            except BackendUnavailable as exception:
+                raise ValueError(str(exception)) from None
+        return backend
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -230,18 +257,18 @@ def _atomic_number(symbol: str) -> int:
 
 
 def _load_parent(
-    init: str | os.PathLike | CommitteePotential | None, parent_frames: Iterable[str] | None
+    init: str | os.PathLike | CommitteePotential | None, parent_frames: Iterable[str] | None, kind: ModelKind
 ) -> tuple[CommitteePotential | None, set[str] | None, str]:
     """The parent committee, the fingerprints of its training frames (``None``: unknown) and whence they came."""
     if init is None:
         return None, None, ""
-    model = init if isinstance(init, CommitteePotential) else load_committee(init)
+    model = init if isinstance(init, kind.model_class) else kind.load(init)
     if parent_frames is not None:
         return model, set(parent_frames), "parent_frames given by the caller"
     carried = getattr(init, "training_frames", None)
     if carried is not None:
         return model, set(carried), "training_frames carried by the parent committee object"
-    if not isinstance(init, CommitteePotential):
+    if not isinstance(init, kind.model_class):
         recorded = read_model_metadata(init).get("training_frames")
         if recorded is not None:
             return model, set(recorded), "training_frames recorded in the parent's model file"
@@ -249,23 +276,13 @@ def _load_parent(
 
 
 def _build_model(
-    train: Frames, valid: Frames | None, config: TrainConfig, parent, device, dtype, log
+    train: Frames, valid: Frames | None, config: TrainConfig, parent, device, dtype, log, kind: ModelKind
 ) -> CommitteePotential:
     elements = sorted(
         set(train.elements) | set(valid.elements if valid is not None else []), key=_atomic_number
     )
     if parent is None:
-        return CommitteePotential(
-            elements=elements,
-            cutoff=config.cutoff,
-            committee_size=config.committee_size,
-            hidden=config.hidden,
-            n_radial=config.n_radial,
-            l_max=config.l_max,
-            species_channels=config.species_channels,
-            repulsion_radius=config.repulsion_radius,
-            seed=config.seed,
-        ).to(device=device, dtype=dtype)
+        return kind.build(train, elements, config).to(device=device, dtype=dtype)
     model = copy.deepcopy(parent).to(device=device, dtype=dtype)
     missing = sorted(set(elements) - set(model.elements))
     if missing:
@@ -279,8 +296,8 @@ def _build_model(
 class _Trainer:
     """The epochs of one training: optimiser, scheduler, validation loss, best state, history."""
 
-    def __init__(self, model, train_data, monitor, config: TrainConfig, rng, device, dtype, log):
-        self.model, self.train_data, self.monitor = model, train_data, monitor
+    def __init__(self, model, train_data, monitor, config: TrainConfig, rng, device, dtype, log, save):
+        self.model, self.train_data, self.monitor, self.save = model, train_data, monitor, save
         self.config, self.rng, self.device, self.dtype, self.log = config, rng, device, dtype, log
         self.committee_size = model.committee_size
         self.weights = torch.as_tensor(
@@ -386,7 +403,7 @@ class _Trainer:
             f"{' *' if improved else '  '}  {self.epoch_times[-1]:.2f} s"
         )
         if checkpoint_path is not None:
-            save_committee(self.model, checkpoint_path, {"checkpoint_epoch": epoch})
+            self.save(self.model, checkpoint_path, {"checkpoint_epoch": epoch})
         if curve_path is not None:
             write_learning_curve(self.history, curve_path)
 
@@ -395,10 +412,10 @@ class _Trainer:
         return self.best_state if self.best_state is not None else self.initial_state
 
 
-def _force_rmse(model: CommitteePotential, frames: Frames | None) -> float | None:
+def _force_rmse(model: CommitteePotential, frames: Frames | None, kind: ModelKind) -> float | None:
     if frames is None or not len(frames):
         return None
-    return evaluate_frames(model, frames)["mean"]["forces"]
+    return evaluate_frames(model, frames, frame_set=kind.frame_set)["mean"]["forces"]
 
 
 def train_committee(
@@ -411,6 +428,7 @@ def train_committee(
     checkpoint_path: str | os.PathLike | None = None,
     curve_path: str | os.PathLike | None = None,
     parent_frames: Iterable[str] | None = None,
+    kind: ModelKind = BUILTIN_MODEL,
 ) -> TrainResult:
     """Train a committee potential.
 
@@ -438,6 +456,8 @@ def train_committee(
         Fingerprints (:func:`frame_fingerprints`) of the frames ``init`` was trained on; by default
         the ``training_frames`` attribute of an ``init`` committee returned by this function, or the
         ``training_frames`` metadata of ``init``'s model file.
+    kind
+        The model class trained (:class:`ModelKind`); the built-in committee by default.
 
     Returns
     -------
@@ -450,25 +470,27 @@ def train_committee(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train.validate(require_labels=True)
-    parent, known, identified_by = _load_parent(init, parent_frames)
+    parent, known, identified_by = _load_parent(init, parent_frames, kind)
     new = new_frame_mask(train, known) if known is not None else None
     new_frames = train.subset(np.flatnonzero(new)) if new is not None and new.any() else None
     all_frames = train if valid is None else Frames.concatenate([train, valid])
     if valid is None:
         train, valid = stratified_split(train, config.valid_fraction, rng, frame_groups(train, new))
-    model = _build_model(train, valid, config, parent, device, dtype, log)
-    train_data = FrameSet(train, model)
-    valid_data = FrameSet(valid, model) if valid is not None else None
+    model = _build_model(train, valid, config, parent, device, dtype, log, kind)
+    train_data = kind.frame_set(train, model)
+    valid_data = kind.frame_set(valid, model) if valid is not None else None
     if parent is None:
-        fit_normalisation(model, train_data)
-    before = _force_rmse(model, new_frames)
-    trainer = _Trainer(model, train_data, valid_data or train_data, config, rng, device, dtype, log)
+        kind.normalise(model, train_data)
+    before = _force_rmse(model, new_frames, kind)
+    trainer = _Trainer(
+        model, train_data, valid_data or train_data, config, rng, device, dtype, log, kind.save
+    )
     if checkpoint_path is not None:
-        save_committee(model, checkpoint_path, {"checkpoint_epoch": 0})
+        kind.save(model, checkpoint_path, {"checkpoint_epoch": 0})
     log(
         f"training a committee of {model.committee_size} on {len(train)} frames ({len(valid) if valid else 0} "
         f"validation) on {device}, {sum(p.numel() for p in trainer.parameters)} parameters, "
-        f"{model.descriptor.n_features} features; initial validation loss {trainer.initial_loss:.4e}"
+        f"{model.n_features} features; initial validation loss {trainer.initial_loss:.4e}"
         + (f"; {len(new_frames)} frame(s) new to the parent" if new_frames is not None else "")
     )
     trainer.run(checkpoint_path, curve_path)
@@ -486,7 +508,7 @@ def train_committee(
             "n": None if new is None else int(new.sum()),
             "n_valid": _count_in(valid, new_frames),
             "forces_before": before,
-            "forces_after": _force_rmse(model, new_frames),
+            "forces_after": _force_rmse(model, new_frames, kind),
             "identified_by": identified_by or "unknown: the parent records no training frames",
         }
     if curve_path is not None:

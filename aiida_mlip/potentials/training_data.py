@@ -25,6 +25,7 @@ from aiida_mlip.potentials.neighbours import neighbour_list, pad_neighbours
 __all__ = (
     "FrameSet",
     "bootstrap_weights",
+    "energy_statistics",
     "fit_normalisation",
     "frame_fingerprints",
     "frame_groups",
@@ -38,13 +39,7 @@ class FrameSet:
     """Frames with their neighbour slots, ready to be cut into batches."""
 
     def __init__(self, frames: Frames, model: CommitteePotential) -> None:
-        frames.validate(require_labels=True)
-        self.frames = frames
-        self.n_frames = len(frames)
-        self.natoms = frames.natoms_per_frame
-        self.species = model.species_of(frames.numbers).cpu().numpy()
-        self.has_stress = frames.has_stress & frames.pbc.all(axis=1)
-        self.volumes = np.abs(np.linalg.det(frames.cells))
+        self.set_labels(frames, model)
         self.neighbours, self.vectors = [], []
         far = 2 * model.cutoff + 1.0
         for index in range(self.n_frames):
@@ -56,9 +51,37 @@ class FrameSet:
             slots, slot_shifts = pad_neighbours(centre, neighbour, shifts, len(positions), far)
             self.neighbours.append(slots)
             self.vectors.append(positions[slots] - positions[:, None, :] + slot_shifts)
+
+    def set_labels(self, frames: Frames, model) -> None:
+        """The labels and what the loss needs of every frame; ``model`` maps atomic numbers to species."""
+        frames.validate(require_labels=True)
+        self.frames = frames
+        self.n_frames = len(frames)
+        self.natoms = frames.natoms_per_frame
+        self.species = model.species_of(frames.numbers).cpu().numpy()
+        self.has_stress = frames.has_stress & frames.pbc.all(axis=1)
+        self.volumes = np.abs(np.linalg.det(frames.cells))
         stress = frames.stress if frames.stress is not None else np.full((self.n_frames, 6), np.nan)
         virial = np.where(self.has_stress[:, None], stress, 0.0) * (self.volumes / self.natoms)[:, None]
         self.virial_per_atom = virial[:, [0, 5, 4, 5, 1, 3, 4, 3, 2]].reshape(-1, 3, 3)
+
+    def atom_index(self, indices: np.ndarray) -> np.ndarray:
+        """Indices into the frames' atoms of the atoms of frames ``indices``, in order."""
+        return np.concatenate(
+            [np.arange(self.frames.offsets[i], self.frames.offsets[i + 1]) for i in indices]
+        )
+
+    def targets(self, indices: np.ndarray, device, dtype) -> dict[str, torch.Tensor]:
+        """The labels of frames ``indices`` as tensors, what :func:`member_losses` compares with."""
+        atom_index = self.atom_index(indices)
+        return {
+            "energy": torch.as_tensor(self.frames.energy[indices], dtype=dtype, device=device),
+            "forces": torch.as_tensor(self.frames.forces[atom_index], dtype=dtype, device=device),
+            "virial_per_atom": torch.as_tensor(self.virial_per_atom[indices], dtype=dtype, device=device),
+            "has_stress": torch.as_tensor(self.has_stress[indices], device=device),
+            "natoms": torch.as_tensor(self.natoms[indices], dtype=dtype, device=device),
+            "volumes": torch.as_tensor(self.volumes[indices], dtype=dtype, device=device),
+        }
 
     def batch(
         self, indices: np.ndarray, model: CommitteePotential
@@ -80,9 +103,7 @@ class FrameSet:
             neighbours.append(block)
             vectors.append(vec)
             offset += n
-        atom_index = np.concatenate(
-            [np.arange(self.frames.offsets[i], self.frames.offsets[i + 1]) for i in indices]
-        )
+        atom_index = self.atom_index(indices)
         device, dtype = model.device, model.dtype
         batch = AtomsBatch(
             species=torch.as_tensor(self.species[atom_index], device=device),
@@ -93,15 +114,7 @@ class FrameSet:
             vectors=torch.as_tensor(np.concatenate(vectors), dtype=dtype, device=device),
             n_frames=len(indices),
         )
-        targets = {
-            "energy": torch.as_tensor(self.frames.energy[indices], dtype=dtype, device=device),
-            "forces": torch.as_tensor(self.frames.forces[atom_index], dtype=dtype, device=device),
-            "virial_per_atom": torch.as_tensor(self.virial_per_atom[indices], dtype=dtype, device=device),
-            "has_stress": torch.as_tensor(self.has_stress[indices], device=device),
-            "natoms": torch.as_tensor(self.natoms[indices], dtype=dtype, device=device),
-            "volumes": torch.as_tensor(self.volumes[indices], dtype=dtype, device=device),
-        }
-        return batch, targets
+        return batch, self.targets(indices, device, dtype)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None):
         order = np.arange(self.n_frames) if order is None else order
@@ -153,17 +166,27 @@ def fit_normalisation(model: CommitteePotential, data: FrameSet) -> None:
     mean = sums[0] / count
     std = (sums[1] / count - mean**2).clamp(min=0).sqrt()
     std = torch.clamp(std, min=1e-3 * float(std.max()) + 1e-12)
-    composition = np.zeros((data.n_frames, len(model.elements)))
-    np.add.at(composition, (np.repeat(np.arange(data.n_frames), data.natoms), data.species), 1.0)
-    references = np.linalg.lstsq(composition, data.frames.energy, rcond=None)[0]
-    force_scale = float(np.sqrt(np.mean(data.frames.forces**2)))
-    residual = (data.frames.energy - composition @ references) / data.natoms
-    scale = force_scale if force_scale > 1e-6 else max(float(np.std(residual)), 1e-3)
+    references, scale = energy_statistics(data, len(model.elements))
     with torch.no_grad():
         model.feature_mean.copy_(mean.to(model.feature_mean))
         model.feature_std.copy_(std.to(model.feature_std))
         model.reference_energies.copy_(torch.as_tensor(references).to(model.reference_energies))
         model.energy_scale.fill_(scale)
+
+
+def energy_statistics(data: FrameSet, n_species: int) -> tuple[np.ndarray, float]:
+    """Per-element reference energies (eV, least squares on the composition) and the energy scale (eV).
+
+    The scale is the RMS force component of the frames (eV/Angstrom, read as eV per Angstrom of
+    displacement), or the spread of the residual energy per atom when the forces vanish.
+    """
+    composition = np.zeros((data.n_frames, n_species))
+    np.add.at(composition, (np.repeat(np.arange(data.n_frames), data.natoms), data.species), 1.0)
+    references = np.linalg.lstsq(composition, data.frames.energy, rcond=None)[0]
+    force_scale = float(np.sqrt(np.mean(data.frames.forces**2)))
+    residual = (data.frames.energy - composition @ references) / data.natoms
+    scale = force_scale if force_scale > 1e-6 else max(float(np.std(residual)), 1e-3)
+    return references, scale
 
 
 def bootstrap_weights(n_frames: int, committee_size: int, seed: int, enabled: bool) -> np.ndarray:

@@ -107,6 +107,11 @@ def validate_inputs(inputs, _):
         unknown = sorted(set(structures.elements) - set(potential.elements))
         if unknown:
             return f"the structures have elements {unknown} that the initial potential does not know"
+    if potential is not None and potential.model_backend != settings.training.backend:
+        return (
+            f"the initial potential is a `{potential.model_backend}` model but training.backend is "
+            f"`{settings.training.backend}`: warm starts continue a model of the same backend"
+        )
     label = inputs.get("label", {})
     if structures is not None and "pw" in label:
         from aiida_mlip.workflows.pw_labels import validate_pw_inputs

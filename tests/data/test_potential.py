@@ -38,6 +38,7 @@ def test_attributes_and_query(model_file):
     assert node.elements == ["Al", "Cu"] and node.cutoff == 5.0 and node.committee_size == 4
     assert node.architecture == "test-linear" and node.training_set_uuid == "1234"
     assert len(node.sha256) == 64
+    assert node.model_backend is None and node.model_backend_version is None  # no backend reads "test-linear"
     query = QueryBuilder().append(
         PotentialData, filters={"attributes.elements": {"contains": ["Cu"]}, "id": node.pk}
     )
@@ -70,3 +71,17 @@ def test_tampered_repository_object_is_refused_on_load(model_file):
     _flip_last_byte(loose)
     with pytest.raises(ModelFileError, match=f"expected sha256 {node.sha256}, found [0-9a-f]{{64}}"):
         node.verify()
+
+
+def test_the_backend_is_recorded(tmp_path):
+    """A file of the built-in committee: backend `builtin`, its architecture version, queryable."""
+    from aiida_mlip.potentials.committee import CommitteePotential, save_committee
+
+    path = tmp_path / "builtin.safetensors"
+    save_committee(CommitteePotential(["Al"], cutoff=4.0, committee_size=2, hidden=4), path)
+    node = PotentialData(file=path).store()
+    assert node.model_backend == "builtin" and node.model_backend_version == "architecture 1"
+    query = QueryBuilder().append(
+        PotentialData, filters={"attributes.model_backend": "builtin", "id": node.pk}
+    )
+    assert query.count() == 1

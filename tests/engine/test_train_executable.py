@@ -146,3 +146,21 @@ def test_warm_start_knows_the_new_frames_from_the_parent_file(tmp_path, dataset)
     assert new["n_valid"] >= 1  # the stratified split validates on new frames too
     assert new["forces_before"] > 0 and new["forces_after"] > 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_mace_backend_without_mace_torch_exits_2_naming_the_extra(tmp_path, dataset, monkeypatch, capsys):
+    """``backend: mace`` on a node without mace-torch: exit 2 before training, the message names the extra."""
+    from importlib.metadata import PackageNotFoundError
+
+    from aiida_mlip.engine.train import main
+    from aiida_mlip.potentials.backends import mace_settings
+
+    def missing(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(mace_settings, "package_version", missing)
+    (tmp_path / "config.yaml").write_text(SMALL + "backend: mace\n")
+    arguments = ["--dataset", str(dataset / "dataset.h5"), "--config", str(tmp_path / "config.yaml")]
+    assert main([*arguments, "--output-dir", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert "pip install 'aiida-mlip[mace]'" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
