@@ -35,6 +35,8 @@ import math
 import os
 from collections.abc import Sequence
 
+from aiida_mlip.plotting import in_default_style
+
 __all__ = (
     "close_record",
     "exploration_fields",
@@ -191,6 +193,7 @@ def format_history(history: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+@in_default_style
 def plot_history(history: Sequence[dict], path: str | os.PathLike, title: str = "Active learning") -> None:
     """Save a four-panel PNG: accurate fraction, training-set size, validation RMSEs, time per step.
 

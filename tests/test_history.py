@@ -2,6 +2,7 @@
 
 import io
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,7 +43,7 @@ def test_records_match_what_was_reported_on_the_way(finished_run):
             assert event[key] == pytest.approx(record[key], rel=1e-12), key
 
 
-def test_plot_shows_this_history(finished_run, tmp_path):
+def test_plot_shows_this_history(finished_run, tmp_path, monkeypatch):
     node = finished_run.node
     image = Image.open(io.BytesIO(node.outputs.history_plot.get_content(mode="rb")))
     assert image.format == "PNG"
@@ -51,7 +52,9 @@ def test_plot_shows_this_history(finished_run, tmp_path):
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # not blank
     green = np.all(pixels == (44, 160, 44), axis=-1)  # tab:green, the training-set size bars
     assert green.sum() > 500
-    # drawn from the records of the history output: the same records give the same pixels
+    # drawn from the records of the history output: the same records give the same pixels, also in a
+    # process whose global style another library changed (importing mace-torch sets font.size 8)
+    monkeypatch.setitem(matplotlib.rcParams, "font.size", 8.0)
     plot_history(
         node.outputs.history["iterations"], tmp_path / "again.png", title=f"Active learning <{node.pk}>"
     )

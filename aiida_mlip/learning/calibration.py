@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from aiida_mlip.plotting import in_default_style
 from aiida_mlip.selection.deviation import force_deviation
 
 __all__ = (
@@ -469,6 +470,7 @@ def fit_with_validation(
         return fit_calibration(fitted), fitted
 
 
+@in_default_style
 def plot_reliability(pairs: CalibrationPairs, calibration: Calibration, path: str | Path) -> Path:
     """Write a reliability diagram (PNG): calibrated predicted vs observed max force error per frame.
 

@@ -25,6 +25,7 @@ from ase.calculators.calculator import Calculator
 from ase.cell import Cell
 from ase.dft.kpoints import parse_path_string
 
+from aiida_mlip.plotting import in_default_style
 from aiida_mlip.properties.checks import (
     PropertyInputError,
     check_supercell_width,
@@ -332,6 +333,7 @@ def band_ticks(band_path: str, band_distances: list[np.ndarray]) -> tuple[list[f
     return ticks, names
 
 
+@in_default_style
 def plot_phonons(result: PhononResult, path: str | os.PathLike) -> str:
     """Write the band structure (THz, imaginary modes below zero) and the DOS side by side as a PNG; return the path.
 

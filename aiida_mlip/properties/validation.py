@@ -34,6 +34,7 @@ import pydantic
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from aiida_mlip.plotting import in_default_style
 from aiida_mlip.properties.checks import PropertyInputError, check_endpoints, require_periodic
 from aiida_mlip.properties.committee import committee_property, member_calculators
 from aiida_mlip.properties.elastic import ElasticSettings, elastic_constants
@@ -453,6 +454,7 @@ def format_table(comparison: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
+@in_default_style
 def plot_phonon_comparison(members: list, reference=None, path: str | os.PathLike = "phonons.png") -> str:
     """Band structures of the committee members (thin, blue) and the reference (black, dashed) as a PNG; the path.
 
