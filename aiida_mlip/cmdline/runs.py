@@ -10,6 +10,7 @@ from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import echo
 
 from aiida_mlip.cmdline.root import cmd_root
+from aiida_mlip.potentials.backends import BACKENDS
 
 
 def _read_structures(sources, param_hint: str = "STRUCTURES"):
@@ -147,7 +148,7 @@ def _labeller(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["builtin", "mace"]),
+    type=click.Choice(sorted(BACKENDS)),
     help="Model backend (training.backend; mace needs pip install 'aiida-mlip[mace]'). "
     "Default: the protocol's or the overrides file's (builtin).",
 )

@@ -199,8 +199,8 @@ def _test_frames(test_sets) -> dict[str, Frames]:
 
 
 def _model_kind(training: Mapping[str, Any]):
-    """The :class:`~aiida_mlip.potentials.train.ModelKind` of the ``training.backend`` (built-in by default)."""
-    return get_backend(training.get("backend", "builtin")).model_kind()
+    """The :class:`~aiida_mlip.potentials.train.ModelKind` of the ``training.backend`` (``TrainConfig``'s default)."""
+    return get_backend(TrainConfig.from_mapping(training).backend).model_kind()
 
 
 def _test_errors(model, test_sets: Mapping[str, Frames], kind) -> dict[str, float]:
