@@ -38,12 +38,12 @@ import numpy as np
 import pydantic
 from ase.calculators.calculator import Calculator, all_changes
 
-from aiida_mlip.settings import Settings
+from aiida_mlip.exploration.walker_block import WalkerBlock
 
 __all__ = ("BiasSettings", "UncertaintyBias", "bias_energy_forces")
 
 
-class BiasSettings(Settings):
+class BiasSettings(WalkerBlock):
     """The ``bias`` key of ``exploration.md`` (or of a schedule entry): which walkers are biased, how much.
 
     Attributes
@@ -60,7 +60,6 @@ class BiasSettings(Settings):
 
     strength: float = 1.0
     cap: float = 0.5
-    walkers: list[pydantic.NonNegativeInt] | None = None
 
     @pydantic.field_validator("strength")
     @classmethod
@@ -77,8 +76,8 @@ class BiasSettings(Settings):
         return value
 
     def applies_to(self, walker: int) -> bool:
-        """Whether walker ``walker`` runs biased."""
-        return self.strength > 0 and (self.walkers is None or walker in self.walkers)
+        """Whether walker ``walker`` runs biased (never with strength 0)."""
+        return self.strength > 0 and super().applies_to(walker)
 
 
 def bias_energy_forces(

@@ -33,6 +33,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.geometry import find_mic
 
+from aiida_mlip.exploration.walker_block import WalkerBlock
 from aiida_mlip.settings import Settings, SettingsError
 
 __all__ = ("CollectiveVariable", "MetadynamicsBias", "MetadynamicsSettings", "distance_cv")
@@ -61,7 +62,7 @@ class CollectiveVariable(Settings):
         return value
 
 
-class MetadynamicsSettings(Settings):
+class MetadynamicsSettings(WalkerBlock):
     """The ``metadynamics`` key of ``exploration.md`` (see the module docstring for the symbols).
 
     Attributes
@@ -86,11 +87,6 @@ class MetadynamicsSettings(Settings):
     width: pydantic.PositiveFloat = 0.15
     pace: pydantic.PositiveInt = 25
     bias_factor: float = pydantic.Field(10.0, gt=1.0)
-    walkers: list[pydantic.NonNegativeInt] | None = None
-
-    def applies_to(self, walker: int) -> bool:
-        """Whether walker ``walker`` runs metadynamics."""
-        return self.walkers is None or walker in self.walkers
 
     def check_atoms(self, n_atoms: int, where: str = "the structure") -> None:
         """Raise :class:`SettingsError` when the collective variable names an atom ``n_atoms`` does not have."""

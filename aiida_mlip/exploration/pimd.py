@@ -42,7 +42,7 @@ import pydantic
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from aiida_mlip.settings import Settings
+from aiida_mlip.exploration.walker_block import WalkerBlock
 
 __all__ = ("PathIntegralSettings", "RingPolymerDynamics", "normal_modes")
 
@@ -50,7 +50,7 @@ __all__ = ("PathIntegralSettings", "RingPolymerDynamics", "normal_modes")
 HBAR = units._hbar * units.J * units.s
 
 
-class PathIntegralSettings(Settings):
+class PathIntegralSettings(WalkerBlock):
     """The ``path_integral`` key of ``exploration.md`` (or of a schedule entry).
 
     Attributes
@@ -67,7 +67,6 @@ class PathIntegralSettings(Settings):
 
     beads: pydantic.PositiveInt
     pile_lambda: float = 1.0
-    walkers: list[pydantic.NonNegativeInt] | None = None
 
     @pydantic.field_validator("pile_lambda")
     @classmethod
@@ -75,10 +74,6 @@ class PathIntegralSettings(Settings):
         if not (math.isfinite(value) and value > 0):
             raise ValueError("pile_lambda must be positive")
         return value
-
-    def applies_to(self, walker: int) -> bool:
-        """Whether walker ``walker`` runs path-integral MD."""
-        return self.walkers is None or walker in self.walkers
 
 
 def normal_modes(beads: int) -> tuple[np.ndarray, np.ndarray]:
