@@ -157,9 +157,9 @@ def committee_from_parent(parent, committee_size: int):
 
     if isinstance(parent, MaceCommittee):
         members = [copy.deepcopy(parent.members[k]) for k in source]
-        return MaceCommittee(parent.elements, parent.hyperparameters, committee_size, parent.seed, members).to(
-            dtype=parent.dtype
-        )
+        return MaceCommittee(
+            parent.elements, parent.hyperparameters, committee_size, parent.seed, members
+        ).to(dtype=parent.dtype)
     raise TypeError(f"cannot fine-tune from a {type(parent).__name__}")
 
 

@@ -72,6 +72,12 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         spec.input("dataset", valid_type=DatasetData, required=False, help="An initial labelled dataset.")
         spec.input("potential", valid_type=PotentialData, required=False, help="An initial committee.")
         spec.input(
+            "parent_model",
+            valid_type=PotentialData,
+            required=False,
+            help="Fine-tune the first committee from it.",
+        )
+        spec.input(
             "initial",
             valid_type=orm.Dict,
             required=False,
@@ -143,7 +149,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         spec.expose_inputs(
             TrainCalculation,
             namespace="train",
-            exclude=("dataset", "parent_potential"),
+            exclude=("dataset", "parent_potential", "parent_model"),
             namespace_options={"help": "Code, options and `parameters` of the training jobs."},
         )
         spec.inputs.validator = validate_inputs
@@ -232,10 +238,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         potential=None,
         options: dict | None = None,
     ):
-        """Return a builder filled from a protocol (``fast``, ``balanced``, ``precise``).
-
-        The parameters are those of :func:`aiida_mlip.workflows.active_learning_inputs.builder_from_protocol`.
-        """
+        """A builder filled from a protocol: see :func:`~aiida_mlip.workflows.active_learning_inputs.builder_from_protocol`."""
         return builder_from_protocol(
             cls, structures, labeller, codes, protocol, overrides, dataset, potential, options
         )
@@ -304,6 +307,8 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
                 inputs["train"]["parameters"] = orm.Dict(parameters)
         elif self.ctx.potential is not None:
             label += "_from_scratch"
+        elif "parent_model" in self.inputs:  # the first committee: fine-tuned from the parent model
+            inputs["train"]["parent_model"] = self.inputs.parent_model
         inputs["metadata"] = {"call_link_label": label}
         self.report(
             f"training on dataset <{self.ctx.dataset.pk}> ({self.ctx.dataset.n_frames} frames)"

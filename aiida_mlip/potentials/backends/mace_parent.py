@@ -119,5 +119,7 @@ def read_mace_torch_model(path: str | os.PathLike):
     try:
         committee.members[0].load_state_dict(module.state_dict())
     except RuntimeError as exception:
-        raise ModelFileError(f"{path}: its weights do not fit the rebuilt architecture: {exception}") from None
+        raise ModelFileError(
+            f"{path}: its weights do not fit the rebuilt architecture: {exception}"
+        ) from None
     return committee
