@@ -263,9 +263,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         return self.ctx.potential is None
 
     def _labelling_inputs(self, structures):
-        inputs = self.exposed_inputs(LabellingWorkChain, namespace="label")
-        inputs["structures"] = structures
-        return inputs
+        return {**self.exposed_inputs(LabellingWorkChain, namespace="label"), "structures": structures}
 
     def label_initial(self):
         """Label rattled and strained copies of the structures to train the first committee."""
@@ -340,7 +338,10 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         self.ctx.record.setdefault("training_status", status)
         times = self.ctx.record.setdefault("times", {})
         times["train"] = times.get("train", 0.0) + _span(node)
-        if status == "no_improvement" and not self.ctx.record.get("retrained_from_scratch"):
+        warm = (
+            self.ctx.potential is not None
+        )  # a fine-tuned first committee is kept, as in the AiiDA-free loop
+        if status == "no_improvement" and warm and not self.ctx.record.get("retrained_from_scratch"):
             self.report(
                 f"training <{node.pk}>: no_improvement: the warm-started committee did not beat its parent "
                 f"on the validation frames (best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')}); "
