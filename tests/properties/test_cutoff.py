@@ -88,7 +88,7 @@ def test_bad_input_is_refused(tiny_model_file, training_frames):
         CutoffSettings.from_mapping({"shortenings": [-0.5]})
     with pytest.raises(SettingsError, match="give at least one cutoff shortening"):
         CutoffSettings.from_mapping({"shortenings": []})
-    with pytest.raises(SettingsError, match=r"unknown key `shortening`; did you mean `shortenings`\?"):
+    with pytest.raises(SettingsError, match=r"unknown key `cutoff.shortening`; did you mean `shortenings`\?"):
         CutoffSettings.from_mapping({"shortening": [0.5]})
     with pytest.raises(PropertyInputError, match="the cutoff check needs the built-in committee"):
         cutoff_sensitivity(object(), training_frames)
