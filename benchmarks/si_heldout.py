@@ -14,6 +14,11 @@ committee's per-frame max force deviation (meV/Angstrom).
 Run (in the profile of the run, pw.x on the PATH)::
 
     OMP_NUM_THREADS=1 python benchmarks/si_heldout.py <work chain pk> [--output benchmarks/results]
+
+The pw.x labels are kept in ``<output>/si_heldout_frames.extxyz`` and reused when the file exists
+(the frames depend only on the run's start structure and pw.x input, not on its potential), so
+``--label-only`` can label them while the run is still going, and ``--potential <pk>`` judges any
+committee of the run (e.g. each iteration's) in seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+LABELS_FILE = "si_heldout_frames.extxyz"
 
 RATTLES = (0.03, 0.08, 0.15)  # Angstrom
 STRAINS = (-0.06, -0.03, 0.03, 0.06)
@@ -80,47 +87,53 @@ def run_inputs(pk: int):
     mesh = calc.inputs.kpoints.get_kpoints_mesh()[0]
     structure = calc.inputs.structure.get_ase()
     distance = None
-    dataset = node.outputs.dataset
+    if "dataset" in node.outputs:
+        dataset = node.outputs.dataset
+    else:  # a run still going: its latest dataset version so far
+        from aiida_mlip.data.dataset import DatasetData
+
+        made = [
+            out
+            for calc in node.called_descendants
+            if isinstance(calc, orm.CalcFunctionNode)
+            for out in calc.base.links.get_outgoing().all_nodes()
+            if isinstance(out, DatasetData)
+        ]
+        if not made:
+            raise SystemExit(f"run {pk} has no dataset yet")
+        dataset = max(made, key=lambda data: data.ctime)
     settings = dataset.base.attributes.get("label_settings", None) or {}
     distance = settings.get("kpoints_distance")
     start = node.inputs.structures.get_atoms()[0] if "structures" in node.inputs else None
     return node, start, parameters, pseudo, mesh, structure, distance
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pk", type=int, help="pk of the finished ActiveLearningWorkChain")
-    parser.add_argument("--output", default="benchmarks/results")
-    parser.add_argument("--pw", default="pw.x")
-    args = parser.parse_args()
-
-    from aiida import load_profile
-
-    load_profile()
+def label_frames(start, parameters, pseudo, distance, pw: str, cache: Path) -> dict[str, list]:
+    """Kind -> held-out frames labelled by pw.x, read from ``cache`` when it holds them, else written."""
     from ase.calculators.espresso import Espresso, EspressoProfile
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
 
-    from aiida_mlip.potentials.calculator import load_calculator
-
-    node, start, parameters, pseudo, mesh, labelled, distance = run_inputs(args.pk)
-    if distance is None:
-        raise SystemExit("the run's dataset has no label_settings.kpoints_distance")
-    if kpoint_mesh(labelled, distance) != list(mesh):
-        raise SystemExit(f"k-point rule mismatch: {kpoint_mesh(labelled, distance)} != {list(mesh)}")
+    kinds = held_out_frames(start)
+    if cache.is_file():
+        frames = read(cache, index=":")
+        if len(frames) == sum(len(group) for group in kinds.values()):
+            labelled: dict[str, list] = {}
+            for atoms in frames:
+                labelled.setdefault(atoms.info["kind"], []).append(atoms)
+            return labelled
+        print(f"{cache} does not hold this run's {sum(map(len, kinds.values()))} frames: labelling again")
     work = Path(tempfile.mkdtemp(prefix="si_heldout_"))
-    model_path = work / "final.safetensors"
-    node.outputs.potential.export(model_path)
-    committee = load_calculator(model_path, device="cpu")
     pseudo_dir = work / "pseudo"
     pseudo_dir.mkdir()
     (pseudo_dir / pseudo.filename).write_bytes(pseudo.get_content(mode="rb"))
     input_data = {section.lower(): dict(values) for section, values in parameters.items()}
     input_data.setdefault("control", {}).update(tprnfor=True, tstress=True)
-    profile = EspressoProfile(command=args.pw, pseudo_dir=str(pseudo_dir))
-
-    rows, began = [], time.perf_counter()
-    for kind, frames in held_out_frames(start).items():
-        errors, references, deviations = [], [], []
+    profile = EspressoProfile(command=pw, pseudo_dir=str(pseudo_dir))
+    labelled, done = {}, []
+    for kind, frames in kinds.items():
         for index, atoms in enumerate(frames):
+            began = time.perf_counter()
             directory = work / f"{kind.replace(' ', '_').replace('%', 'pct')}_{index}"
             atoms.calc = Espresso(
                 profile=profile,
@@ -129,6 +142,58 @@ def main() -> None:
                 pseudopotentials={"Si": pseudo.filename},
                 kpts=kpoint_mesh(atoms, distance),
             )
+            forces, energy = atoms.get_forces(), atoms.get_potential_energy()
+            frame = atoms.copy()
+            frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces)
+            frame.info["kind"] = kind
+            labelled.setdefault(kind, []).append(frame)
+            done.append(frame)
+            print(f"labelled {kind} #{index} with pw.x in {time.perf_counter() - began:.0f} s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write(cache, done)
+    return labelled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "pk", type=int, help="pk of the ActiveLearningWorkChain (finished, unless --label-only)"
+    )
+    parser.add_argument("--output", default="benchmarks/results")
+    parser.add_argument("--pw", default="pw.x")
+    parser.add_argument(
+        "--potential", type=int, help="pk of a PotentialData to judge (default: the run's output)"
+    )
+    parser.add_argument("--label-only", action="store_true", help="label the held-out frames, judge nothing")
+    args = parser.parse_args()
+
+    from aiida import load_profile, orm
+
+    load_profile()
+    from aiida_mlip.potentials.calculator import load_calculator
+
+    node, start, parameters, pseudo, mesh, labelled, distance = run_inputs(args.pk)
+    if distance is None:
+        raise SystemExit("the run's dataset has no label_settings.kpoints_distance")
+    if kpoint_mesh(labelled, distance) != list(mesh):
+        raise SystemExit(f"k-point rule mismatch: {kpoint_mesh(labelled, distance)} != {list(mesh)}")
+    output = Path(args.output)
+    began = time.perf_counter()
+    kinds = label_frames(start, parameters, pseudo, distance, args.pw, output / LABELS_FILE)
+    labelling_minutes = (time.perf_counter() - began) / 60
+    if args.label_only:
+        print(f"labelled {sum(map(len, kinds.values()))} held-out frames in {labelling_minutes:.1f} min")
+        return
+    potential = orm.load_node(args.potential) if args.potential else node.outputs.potential
+    work = Path(tempfile.mkdtemp(prefix="si_heldout_"))
+    model_path = work / "committee.safetensors"
+    potential.export(model_path)
+    committee = load_calculator(model_path, device="cpu")
+
+    rows = []
+    for kind, frames in kinds.items():
+        errors, references, deviations = [], [], []
+        for atoms in frames:
             reference = atoms.get_forces()
             probe = atoms.copy()
             probe.calc = committee
@@ -149,10 +214,10 @@ def main() -> None:
         print(f"{kind}: force RMSE {1000 * rows[-1]['force_rmse']:.1f} meV/A", flush=True)
 
     lines = [
-        f"# Si run {args.pk}: final committee on pw.x frames it never saw",
+        f"# Si run {args.pk}: committee <{potential.pk}> on pw.x frames it never saw",
         "",
         f"pw.x input of the run's labelling jobs (k-point distance {distance} 1/A, pseudo {pseudo.filename}); "
-        f"{(time.perf_counter() - began) / 60:.1f} min. Command: `python benchmarks/si_heldout.py {args.pk}`.",
+        f"labels cached in {LABELS_FILE}. Command: `python benchmarks/si_heldout.py {args.pk}`.",
         "",
         "| kind | frames | force RMSE (meV/A) | reference force RMS (meV/A) | mean committee max deviation (meV/A) |",
         "|---|---:|---:|---:|---:|",
@@ -164,7 +229,6 @@ def main() -> None:
     ]
     report = "\n".join(lines) + "\n"
     print(report)
-    output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "si_heldout.md").write_text(report)
     (output / "si_heldout.json").write_text(json.dumps(rows, indent=1))

@@ -37,7 +37,8 @@ def _reference(spec: str) -> dict:
 @click.argument("structure")
 @click.option(
     "--properties",
-    help="Comma-separated, of eos, elastic, phonons, neb [default: eos,elastic,phonons, or those of --settings].",
+    help="Comma-separated, of eos, elastic, phonons, neb, cutoff, minima "
+    "[default: eos,elastic,phonons, or those of --settings].",
 )
 @click.option(
     "--reference",
@@ -47,10 +48,15 @@ def _reference(spec: str) -> dict:
     "--settings",
     "settings_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="YAML file of validation settings: properties, eos/elastic/phonons/neb blocks, tolerances.",
+    help="YAML file of validation settings: properties, eos/elastic/phonons/neb/cutoff/minima blocks, tolerances.",
 )
 @click.option("--final", help="NEB final state (a file or a StructureData pk); STRUCTURE is the initial one.")
-def cmd_validate(potential, structure, properties, reference, settings_file, final):
+@click.option(
+    "--dataset",
+    type=types.DataParamType(sub_classes=("aiida.data:mlip.dataset",)),
+    help="DatasetData of the cutoff check [default: the potential's training set].",
+)
+def cmd_validate(potential, structure, properties, reference, settings_file, final, dataset):
     """Compute properties of a structure with POTENTIAL's committee and a reference; print the comparison.
 
     STRUCTURE is a file any ASE reader understands, or a StructureData pk.
@@ -73,6 +79,8 @@ def cmd_validate(potential, structure, properties, reference, settings_file, fin
     inputs = {"potential": potential, "structure": _one_structure(structure, "STRUCTURE")}
     if final:
         inputs["final_structure"] = _one_structure(final, "--final")
+    if dataset is not None:
+        inputs["dataset"] = dataset
     if settings:
         inputs["settings"] = orm.Dict(settings)
     if reference:
@@ -100,6 +108,12 @@ def _print_validation(node):
             f"{comparison['n_within_tolerance']} of {comparison['n_judged']} quantities within tolerance "
             f"(reference {comparison['reference']}); committee of {node.inputs.potential.committee_size}: "
             "mean +- std over members"
+        )
+    if "spurious_minima" in node.outputs:
+        found = node.outputs.spurious_minima
+        echo.echo(
+            f"spurious minima: {found.n_frames} frames labelled by the reference, DatasetData <{found.pk}> "
+            "(give it to the active-learning work chain as its `dataset`)"
         )
     if "phonon_bands" in node.outputs:
         echo.echo(

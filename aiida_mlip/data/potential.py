@@ -93,6 +93,8 @@ class PotentialData(Data):
             "training_set_uuid": training_set_uuid or metadata.get("training_set_uuid"),
             "sha256": sha256,
         }
+        if "checkpoint_epoch" in metadata:  # a training checkpoint: the last epoch it finished
+            attributes["checkpoint_epoch"] = int(metadata["checkpoint_epoch"])
         for key, value in attributes.items():
             self.base.attributes.set(key, value)
 
@@ -131,6 +133,11 @@ class PotentialData(Data):
     @property
     def training_set_uuid(self) -> str | None:
         return self.base.attributes.get("training_set_uuid")
+
+    @property
+    def checkpoint_epoch(self) -> int | None:
+        """For a training checkpoint, the last epoch it holds (0: the starting weights); else ``None``."""
+        return self.base.attributes.get("checkpoint_epoch", None)
 
     @property
     def sha256(self) -> str:

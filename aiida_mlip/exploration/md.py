@@ -102,6 +102,7 @@ class WalkerResult:
     def summary(self) -> dict[str, Any]:
         deviations = [c.max_force_deviation for c in self.checks if np.isfinite(c.max_force_deviation)]
         grades = [c.gamma for c in self.checks if np.isfinite(c.gamma)]
+        cvs = [c.collective_variable for c in self.checks if np.isfinite(c.collective_variable)]
         return {
             "walker": self.walker,
             "structure_index": self.structure_index,
@@ -116,6 +117,8 @@ class WalkerResult:
             "max_force_deviation_seen": max(deviations) if deviations else None,
             "max_gamma_seen": max(grades) if grades else None,
             "final_target_temperature_K": self.checks[-1].target_temperature if self.checks else None,
+            # a metadynamics walker's collective variable over its checked frames, Angstrom
+            "collective_variable_range": [min(cvs), max(cvs)] if cvs else None,
         }
 
 
@@ -213,6 +216,8 @@ def _snapshot(atoms: Atoms, check: FrameCheck) -> Atoms:
         gamma=check.gamma,
         frame_class=check.frame_class,
     )
+    if np.isfinite(check.collective_variable):
+        snapshot.info["collective_variable"] = check.collective_variable
     return snapshot
 
 
@@ -245,6 +250,7 @@ def _least_trusted_bead(
 
     bead = max(range(dynamics.beads), key=distrust)
     dynamics.images[bead].info["bead"] = bead
+    checks[bead].bead = bead
     return dynamics.images[bead], checks[bead]
 
 

@@ -6,7 +6,9 @@
   (units in the column names; force deviations in eV/Angstrom).
 - ``candidates.h5``: the selection pool, unlabelled ``Frames`` (possibly empty): the frames inside
   the trust window and those above it that did not explode (their ``frame_class`` is ``failed``),
-  with ``candidates.csv`` beside it holding their scores row by row, and ``candidates.extxyz``.
+  with ``candidates.csv`` beside it holding their scores row by row (and, on a metadynamics
+  walker, the ``collective_variable`` in Angstrom, NaN elsewhere; on a path-integral walker, the
+  ``bead`` the frame is, -1 elsewhere), and ``candidates.extxyz``.
 - ``summary.json``: :meth:`ExplorationResult.summary`.
 """
 
@@ -36,6 +38,8 @@ CANDIDATE_COLUMNS = (
     "max_force_deviation",
     "energy_deviation",
     "gamma",
+    "collective_variable",
+    "bead",
 )
 
 
@@ -112,6 +116,8 @@ def write_exploration(
                     f"{check.max_force_deviation:.6f}",
                     f"{check.energy_deviation:.6f}",
                     f"{check.gamma:.6f}",
+                    f"{check.collective_variable:.6f}",
+                    check.bead,
                 ]
             )
     summary = result.summary()

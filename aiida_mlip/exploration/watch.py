@@ -32,7 +32,9 @@ __all__ = ("FrameCheck", "check_frame", "minimum_distance")
 class FrameCheck:
     """One checked frame: a row of ``frames.csv``.
 
-    Attributes are in eV, eV/Angstrom, K, GPa, fs, Angstrom; ``gamma`` is NaN without an active set.
+    Attributes are in eV, eV/Angstrom, K, GPa, fs, Angstrom; ``gamma`` is NaN without an active set,
+    ``collective_variable`` (Angstrom) NaN on a walker without metadynamics; ``bead`` is the
+    checked bead of a path-integral walker (its least trusted one), -1 on a classical walker.
     """
 
     walker: int
@@ -48,6 +50,8 @@ class FrameCheck:
     min_distance: float
     frame_class: str
     stop_reason: str = ""
+    collective_variable: float = float("nan")
+    bead: int = -1
     trajectory_index: int = -1
     candidate_index: int = -1
 
@@ -65,6 +69,8 @@ class FrameCheck:
         "min_distance",
         "class",
         "stop_reason",
+        "collective_variable",
+        "bead",
         "trajectory_index",
         "candidate_index",
     )
@@ -84,6 +90,8 @@ class FrameCheck:
             f"{self.min_distance:.4f}",
             self.frame_class,
             self.stop_reason,
+            f"{self.collective_variable:.6f}",
+            self.bead,
             self.trajectory_index,
             self.candidate_index,
         ]
@@ -130,6 +138,7 @@ def check_frame(
         deviation = float(results["max_force_deviation"])
         energy = float(results.get("unbiased_energy", energy))  # the committee's, without an MD bias
         energy_spread = float(results.get("energy_deviation", nan))
+        collective_variable = float(results.get("cv", nan))  # a metadynamics walker's, Angstrom
     except KeyError:
         raise
     except Exception as error:  # an exploded configuration breaks calculators in many ways
@@ -190,4 +199,5 @@ def check_frame(
         closest,
         CLASS_NAMES[code],
         stop,
+        collective_variable,
     )

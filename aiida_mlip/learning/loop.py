@@ -279,7 +279,8 @@ def run_active_learning(
         start: the new labels' count and force RMSE before and after training, eV/Angstrom),
         ``convergence`` (the decision) and ``times`` (explore, select, label, calibrate, train,
         test; seconds), ``n_generated`` (start structures generated in the iteration, with
-        ``exploration.generate``). Record 0 is the initial training.
+        ``exploration.generate``) and ``n_generated_explored`` (the generated structures explored,
+        at most ``exploration.generate.max_share`` of the walkers). Record 0 is the initial training.
 
     Raises
     ------
@@ -352,9 +353,16 @@ def run_active_learning(
         walkers = []
         for parameters in settings.exploration_jobs(iteration, window, seed):
             walkers += explore(parents, calculator, parameters, log=None).walkers
-            for number, atoms in enumerate(generated):  # one job per generated structure, as the work chain
+            # one job per generated structure, as the work chain; at most generate.max_share of the walkers
+            explored = (
+                settings.generate.explored(len(generated), parameters.walkers, parameters.walkers, iteration)
+                if generated
+                else []
+            )
+            record["n_generated_explored"] = len(explored)
+            for number in explored:
                 job = parameters.model_copy(update={"seed": parameters.seed + 7919 * (number + 1)})
-                walkers += explore([atoms], calculator, job, log=None).walkers
+                walkers += explore([generated[number]], calculator, job, log=None).walkers
         pool = [(atoms, check) for walker in walkers for atoms, check in walker.candidates]
         counts = {name: sum(walker.counts[name] for walker in walkers) for name in CLASS_NAMES}
         record.update(exploration_fields({"counts": counts, "n_candidates": len(pool)}))

@@ -179,6 +179,12 @@ class CommitteePotential(torch.nn.Module):
         return self.descriptor.cutoff
 
     @property
+    def neighbour_cutoff(self) -> float:
+        """Angstrom: the reach of the neighbour lists, the cutoff less the shortening of a shortened copy
+        (:func:`~.shortened.shortened_committee`; pairs beyond it contribute nothing)."""
+        return self.descriptor.cutoff - self.descriptor.shortening
+
+    @property
     def n_features(self) -> int:
         """Width of the descriptor each readout reads."""
         return self.descriptor.n_features
@@ -245,7 +251,7 @@ class CommitteePotential(torch.nn.Module):
         """
         positions = np.asarray(positions, dtype=np.float64)
         if slots is None:
-            centre, neighbour, shifts = neighbour_list(positions, cell, pbc, self.cutoff)
+            centre, neighbour, shifts = neighbour_list(positions, cell, pbc, self.neighbour_cutoff)
             slots = pad_neighbours(centre, neighbour, shifts, len(positions), 2 * self.cutoff + 1.0)
         neighbours, shifts = slots
         vectors = positions[neighbours] - positions[:, None, :] + shifts

@@ -245,6 +245,8 @@ class PowerSpectrumDescriptor(torch.nn.Module):
             raise ValueError(f"species_channels must be positive, got {channels}")
         self.n_species = int(n_species)
         self.cutoff = float(cutoff)
+        #: Angstrom; > 0 only on a shortened copy (:mod:`~aiida_mlip.potentials.shortened`), never saved.
+        self.shortening = 0.0
         self.n_radial = int(n_radial)
         self.l_max = int(l_max)
         self.species_channels = channels
@@ -315,6 +317,12 @@ class PowerSpectrumDescriptor(torch.nn.Module):
         unit = vectors / distances[:, None]
         envelope, envelope_derivative = cutoff_envelope(distances / self.cutoff)
         envelope_derivative = envelope_derivative / self.cutoff
+        if self.shortening > 0:  # the step of a shortened copy: 1 below r_c - 2 delta, 0 from r_c - delta
+            step, step_derivative = cutoff_envelope(
+                torch.clamp((distances - self.cutoff + 2 * self.shortening) / self.shortening, min=0.0)
+            )
+            envelope_derivative = envelope_derivative * step + envelope * step_derivative / self.shortening
+            envelope = envelope * step
         frequencies = self.frequencies.to(dtype)
         arguments = distances[:, None] * frequencies
         norm = math.sqrt(2.0 / self.cutoff)

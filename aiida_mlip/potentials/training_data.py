@@ -46,7 +46,7 @@ class FrameSet:
             start, stop = frames.offsets[index], frames.offsets[index + 1]
             positions = frames.positions[start:stop]
             centre, neighbour, shifts = neighbour_list(
-                positions, frames.cells[index], frames.pbc[index], model.cutoff
+                positions, frames.cells[index], frames.pbc[index], model.neighbour_cutoff
             )
             slots, slot_shifts = pad_neighbours(centre, neighbour, shifts, len(positions), far)
             self.neighbours.append(slots)

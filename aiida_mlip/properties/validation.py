@@ -17,6 +17,11 @@ Which quantities enter the table (the reference's values decide, the committee m
 - ``phonons``: ``{point}_{branch}`` (THz) at the high-symmetry points, except frequencies under
   0.1 THz in magnitude (the acoustic modes at Gamma).
 - ``neb``: ``barrier`` and ``reverse_barrier`` (eV).
+- ``cutoff`` (:mod:`~.cutoff`, on labelled frames, all members in one pass; not judged, no reference):
+  ``energy_change_<delta>`` (meV/atom) and ``force_change_<delta>`` (meV/Angstrom) per shortening.
+- ``minima`` (:mod:`~.minima`, relaxed with the committee mean: no per-member values; not judged):
+  ``n_minima``, ``max_force_deviation`` (eV/Angstrom) and, with a reference, ``n_spurious`` and
+  ``max_reference_force`` (eV/Angstrom); the spurious minima as labelled frames.
 
 No AiiDA import: :class:`~aiida_mlip.workflows.validation.ValidationWorkChain` records this with
 provenance; the same functions run without a profile.
@@ -35,10 +40,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from aiida_mlip.plotting import in_default_style
+from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.properties.checks import PropertyInputError, check_endpoints, require_periodic
-from aiida_mlip.properties.committee import committee_property, member_calculators
+from aiida_mlip.properties.committee import Estimate, committee_property, member_calculators
+from aiida_mlip.properties.cutoff import CutoffSettings, check_shortenings, cutoff_sensitivity
 from aiida_mlip.properties.elastic import ElasticSettings, elastic_constants
 from aiida_mlip.properties.eos import EOSSettings, equation_of_state
+from aiida_mlip.properties.minima import MinimaSettings, spurious_minima
 from aiida_mlip.properties.neb import NEBSettings, nudged_elastic_band
 from aiida_mlip.properties.phonons import PhononSettings, band_ticks, check_phonon_supercell, phonons
 from aiida_mlip.settings import Settings, suggest
@@ -57,7 +65,7 @@ __all__ = (
 )
 
 #: The properties a validation can compute, in the order they run.
-PROPERTIES = ("eos", "elastic", "phonons", "neb")
+PROPERTIES = ("eos", "elastic", "phonons", "neb", "cutoff", "minima")
 
 #: How each kernel names what it computes, in the messages of the input checks.
 _WHAT = {"eos": "an equation of state", "elastic": "elastic constants", "phonons": "phonons"}
@@ -122,12 +130,16 @@ class ValidationSettings(Settings):
     Attributes
     ----------
     properties
-        Any of ``eos``, ``elastic``, ``phonons``, ``neb`` (the last needs a final structure).
-    eos, elastic, phonons, neb
+        Any of ``eos``, ``elastic``, ``phonons``, ``neb`` (needs a final structure), ``cutoff``
+        (needs labelled frames) and ``minima``.
+    eos, elastic, phonons, neb, cutoff, minima
         The kernels' own settings blocks (:class:`~.eos.EOSSettings`: ``volume_range``, ``points``;
         :class:`~.elastic.ElasticSettings`: ``strains``, at most 5%; :class:`~.phonons.PhononSettings`:
         ``supercell``, ``displacement`` (Angstrom), ``band_points``, ``mesh``;
-        :class:`~.neb.NEBSettings`: ``images``, at least 3, ...).
+        :class:`~.neb.NEBSettings`: ``images``, at least 3, ...; :class:`~.cutoff.CutoffSettings`:
+        ``shortenings`` (Angstrom, below the cutoff), ``max_frames``; :class:`~.minima.MinimaSettings`:
+        ``rattled``, ``random`` (start structures, at least one), ``rattle`` (Angstrom), ``fmax``
+        (eV/Angstrom), ``steps``, ``force_threshold`` (eV/Angstrom), ``seed``).
     tolerances
         :class:`Tolerances`, relative.
     device, dtype
@@ -140,6 +152,8 @@ class ValidationSettings(Settings):
     elastic: ElasticSettings = pydantic.Field(default_factory=ElasticSettings)
     phonons: PhononSettings = pydantic.Field(default_factory=PhononSettings)
     neb: NEBSettings = pydantic.Field(default_factory=NEBSettings)
+    cutoff: CutoffSettings = pydantic.Field(default_factory=CutoffSettings)
+    minima: MinimaSettings = pydantic.Field(default_factory=MinimaSettings)
     tolerances: Tolerances = pydantic.Field(default_factory=Tolerances)
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float64"
@@ -163,24 +177,29 @@ def check_inputs(
     cutoff: float | None = None,
     elements: Sequence[str] | None = None,
     final: Atoms | None = None,
+    backend: str | None = None,
 ) -> None:
     """Refuse a validation that cannot give a meaningful result, before any energy is computed.
 
     Parameters
     ----------
     cutoff
-        The potential's cutoff, Angstrom: the phonon supercell must be twice as wide.
+        The potential's cutoff, Angstrom: the phonon supercell must be twice as wide, a cutoff
+        shortening shorter.
     elements
         The elements the potential knows.
     final
         The final state of the NEB (``atoms`` is the initial one).
+    backend
+        The potential's model backend (``cutoff`` needs the built-in one).
 
     Raises
     ------
     PropertyInputError
         An element the potential does not know; a structure not periodic in 3D for ``eos``,
-        ``elastic`` or ``phonons``; a phonon supercell narrower than twice the cutoff; ``neb``
-        without a final structure or with end points of different atoms, elements or cells.
+        ``elastic``, ``phonons`` or random ``minima`` starts; a phonon supercell narrower than twice
+        the cutoff; ``neb`` without a final structure or with end points of different atoms,
+        elements or cells; a cutoff shortening at or above the cutoff, or ``cutoff`` of a MACE committee.
     """
     if elements is not None:
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
@@ -197,6 +216,14 @@ def check_inputs(
             if final is None:
                 raise PropertyInputError("`neb` needs the final state of the path: give a final structure")
             check_endpoints(atoms, final)
+        if name == "cutoff":
+            check_shortenings(settings.cutoff, cutoff)
+            if backend not in (None, "builtin"):
+                from aiida_mlip.potentials.shortened import MACE_REFUSAL
+
+                raise PropertyInputError(f"{MACE_REFUSAL} (this potential's backend: {backend})")
+        if name == "minima" and settings.minima.random:
+            require_periodic(atoms, "random start structures of `minima`")
 
 
 @dataclass
@@ -219,6 +246,9 @@ class PropertyValidation:
         The kernel's results (per member; the reference's or ``None``).
     plot
         Phonons: the PNG of the members' and the reference's band structures.
+    frames
+        Minima: ``minima`` (every converged minimum, unlabelled) and ``spurious_minima`` (labelled
+        by the reference), when there are any.
     """
 
     name: str
@@ -227,6 +257,7 @@ class PropertyValidation:
     members: list[Any] = field(repr=False)
     reference: Any = field(default=None, repr=False)
     plot: str | None = None
+    frames: dict[str, Frames] = field(default_factory=dict, repr=False)
 
 
 def _quantities(name: str, basis: dict[str, float], tolerances: Tolerances) -> list[tuple[str, str, float]]:
@@ -262,7 +293,7 @@ def _quantities(name: str, basis: dict[str, float], tolerances: Tolerances) -> l
 
 def _row(name, quantity, unit, tolerance, estimate, reference) -> dict[str, Any]:
     difference = within = None
-    if reference is not None and reference != 0:
+    if reference is not None and reference != 0 and tolerance is not None:
         difference = (estimate.mean - reference) / abs(reference)
         # NaN (a member without a value, e.g. the sound speed of an unstable aggregate) is not within
         within = bool(np.isfinite(difference) and abs(difference) <= tolerance)
@@ -318,15 +349,16 @@ def validate_property(
     final: Atoms | None = None,
     cutoff: float | None = None,
     plot: str | os.PathLike | None = None,
+    frames: Frames | None = None,
 ) -> PropertyValidation:
     """Compute property ``name`` with every committee member and with ``reference``; the table rows.
 
     Parameters
     ----------
     name
-        ``eos``, ``elastic``, ``phonons`` or ``neb``.
+        One of :data:`PROPERTIES`.
     atoms
-        The structure (the NEB's initial state); not modified.
+        The structure (the NEB's initial state, the seed of the ``minima`` starts); not modified.
     committee
         A committee calculator or a sequence of calculators (see :func:`~.committee.member_calculators`).
     settings
@@ -339,6 +371,8 @@ def validate_property(
         The potential's cutoff (Angstrom), for the phonon supercell check of the members.
     plot
         Phonons: write the band structures of the members and the reference here (PNG).
+    frames
+        ``cutoff``: the labelled frames it is evaluated on (the potential's training set).
 
     Raises
     ------
@@ -350,6 +384,10 @@ def validate_property(
     if name not in PROPERTIES:
         raise PropertyInputError(f"unknown property `{name}`{suggest(name, PROPERTIES)}")
     check_inputs(settings.model_copy(update={"properties": [name]}), atoms, cutoff=cutoff, final=final)
+    if name == "cutoff":
+        return _validate_cutoff(committee, frames, settings)
+    if name == "minima":
+        return _validate_minima(atoms, committee, settings, reference)
     kernel = KERNELS[name]
     kwargs: dict[str, Any] = {"settings": getattr(settings, name)}
     if name == "neb":
@@ -377,6 +415,58 @@ def validate_property(
     if name == "phonons" and plot is not None:
         validation.plot = plot_phonon_comparison(computed.members, found, plot)
     return validation
+
+
+def _plain_row(
+    name: str, quantity: str, unit: str, value: float, std: float | None = None, members=()
+) -> dict:
+    """A row of a property that is not judged against a reference (``cutoff``, ``minima``)."""
+    estimate = Estimate(value, std, tuple(members))
+    return _row(name, quantity, unit, None, estimate, None)
+
+
+def _validate_cutoff(committee, frames: Frames | None, settings: ValidationSettings) -> PropertyValidation:
+    if frames is None:
+        raise PropertyInputError("`cutoff` needs labelled frames: give the potential's training set")
+    found = cutoff_sensitivity(committee, frames, settings.cutoff)
+    rows = [
+        _plain_row(
+            "cutoff",
+            key,
+            "meV/atom" if key.startswith("energy") else "meV/Angstrom",
+            estimate.mean,
+            estimate.spread,
+            estimate.values,
+        )
+        for key, estimate in found.estimates().items()
+    ]
+    return PropertyValidation("cutoff", rows, found.details(), [found])
+
+
+#: Units of the ``minima`` rows.
+_MINIMA_UNITS = {
+    "n_minima": "",
+    "n_spurious": "",
+    "max_reference_force": "eV/Angstrom",
+    "max_force_deviation": "eV/Angstrom",
+}
+
+
+def _validate_minima(atoms: Atoms, committee, settings: ValidationSettings, reference) -> PropertyValidation:
+    found = spurious_minima(atoms, committee, settings.minima, reference=reference)
+    values = found.scalars()
+    rows = [
+        _plain_row("minima", key, unit, values[key]) for key, unit in _MINIMA_UNITS.items() if key in values
+    ]
+    frames = {"minima": found.minima_frames(), "spurious_minima": found.spurious_frames()}
+    return PropertyValidation(
+        "minima",
+        rows,
+        found.details(),
+        [found],
+        found if reference is not None else None,
+        frames={key: value for key, value in frames.items() if value is not None},
+    )
 
 
 def summarise(validations: dict[str, dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
@@ -436,10 +526,10 @@ def format_table(comparison: dict[str, Any]) -> str:
         lines.append(
             (
                 f"{row['property']}.{row['quantity']}",
-                f"{_number(row['mean'])} +- {_number(row['std'], 2)}{unit}",
+                _number(row["mean"]) + ("" if row["std"] is None else f" +- {_number(row['std'], 2)}") + unit,
                 _number(row["reference"]),
                 difference,
-                f"{100 * row['tolerance']:g}%",
+                "-" if row["tolerance"] is None else f"{100 * row['tolerance']:g}%",
                 verdict,
             )
         )

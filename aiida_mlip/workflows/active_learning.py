@@ -388,7 +388,8 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         parameters["seed"] = int(parameters.get("seed", 0)) + 1000 * (self.ctx.iteration - 1)
         inputs = {
             "potential": self.ctx.potential,
-            "structures": self._exploration_structures(),  # with those of exploration.generate so far
+            # with those of exploration.generate so far, at most its max_share of the walkers
+            "structures": self._walker_structures(self._exploration_structures()),
             "temperatures": orm.List(list(entry["temperatures"])),
             "parameters": orm.Dict(parameters),
             "explore": self.exposed_inputs(ExploreCalculation, namespace="explore"),

@@ -6,7 +6,10 @@ it applies to is taken out of the start set as a ``StructureData`` (:func:`struc
 :func:`generate_structures` calcfunction makes the new structures from it, and
 :func:`add_structures` joins them to the exploration's start set, where they stay for the later
 iterations. Every generated structure is thus a ``StructureData`` node with its parent and the
-settings as inputs of the calcfunction that made it.
+settings as inputs of the calcfunction that made it. When the generated structures would take more
+than ``exploration.generate.max_share`` of the walkers, :func:`take_structures` keeps the given
+structures and the generated ones whose turn it is
+(:meth:`~aiida_mlip.exploration.generator_settings.GenerateSettings.explored`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = (
     "add_structures",
     "generate_structures",
     "structure_of",
+    "take_structures",
     "validate_collective_variables",
     "validate_generation",
 )
@@ -70,6 +74,12 @@ def add_structures(structures: StructureSetData, **generated: orm.StructureData)
     return StructureSetData(
         Frames.concatenate([structures.get_frames(), Frames.from_atoms(images, require_labels=False)])
     )
+
+
+@calcfunction
+def take_structures(structures: StructureSetData, indices: orm.List) -> StructureSetData:
+    """The structures of a set at ``indices``, in that order."""
+    return StructureSetData(structures.get_frames().subset(indices.get_list()))
 
 
 def validate_generation(generate_block: GenerateSettings | None, structures) -> str | None:
@@ -156,3 +166,26 @@ class GenerationMixin:
             self.report(f"iteration {iteration}: {len(generated)} generated start structure(s) ({kinds})")
         self.ctx.structures = structures
         return structures
+
+    def _walker_structures(self, structures: StructureSetData) -> StructureSetData:
+        """The structures explored this iteration: all given ones, and the generated ones whose turn it
+        is when all of them would take more than ``exploration.generate.max_share`` of the walkers
+        (every structure runs the same walkers, so the share of walkers is the share of structures)."""
+        values = self.inputs.exploration.get_dict().get("generate")
+        n_start = self.inputs.structures.n_frames
+        n_generated = structures.n_frames - n_start
+        if not values or n_generated <= 0:
+            return structures
+        explored = GenerateSettings.from_mapping(values).explored(n_generated, n_start, 1, self.ctx.iteration)
+        if len(explored) == n_generated:
+            return structures
+        self.report(
+            f"iteration {self.ctx.iteration}: exploring {len(explored)} of the {n_generated} generated "
+            f"structures (exploration.generate.max_share)"
+        )
+        indices = list(range(n_start)) + [n_start + index for index in explored]
+        return take_structures(
+            structures,
+            orm.List(indices),
+            metadata={"call_link_label": f"take_structures_{self.ctx.iteration}"},
+        )

@@ -19,7 +19,9 @@ class TrainingWorkChain(BaseRestartWorkChain):
 
     * NaN or diverged loss: restart from the last good checkpoint with the learning rate divided by
       ``learning_rate_reduction``.
-    * Interrupted (wall time, cancelled job): restart from the checkpoint with the same parameters.
+    * Interrupted (wall time, cancelled job): restart from the checkpoint for the epochs that are left
+      (``max_epochs`` and ``min_epochs`` less the checkpoint's epoch), so a job cut by its wall time
+      makes progress on every attempt instead of starting its epoch count again.
 
     Every attempt is a ``TrainCalculation`` called by this work chain, so the provenance shows each.
     """
@@ -82,11 +84,28 @@ class TrainingWorkChain(BaseRestartWorkChain):
         ],
     )
     def handle_interrupted(self, node):
-        """Resubmit a run cut short by its wall time or a cancelled job, from its checkpoint if it has one."""
+        """Resubmit a run cut short by its wall time or a cancelled job, from its checkpoint if it has one.
+
+        From a checkpoint, only the epochs that are left are run: ``max_epochs`` (and ``min_epochs``)
+        less the epochs the checkpoint holds, at least one.
+        """
         restarted = self._restart_from_checkpoint(node)
+        how = "resubmitting from the start"
+        if restarted:
+            how = "resubmitting from its checkpoint"
+            done = node.outputs.checkpoint.checkpoint_epoch or 0
+            if done > 0:
+                from aiida_mlip.potentials.train import TrainConfig
+
+                parameters = self.ctx.inputs.parameters.get_dict()
+                config = TrainConfig.from_mapping(parameters)
+                parameters["max_epochs"] = max(1, config.max_epochs - done)
+                parameters["min_epochs"] = max(1, config.min_epochs - done)
+                self.ctx.inputs.parameters = orm.Dict(parameters)
+                how += f" (epoch {done} of {config.max_epochs}; {parameters['max_epochs']} epoch(s) left)"
         self.report(
             f"{node.process_label}<{node.pk}> (job {node.get_job_id()}) was interrupted: {node.exit_message}; "
-            + ("resubmitting from its checkpoint" if restarted else "resubmitting from the start")
+            + how
         )
         return ProcessHandlerReport(do_break=True)
 

@@ -11,6 +11,13 @@ whose calculation fails is an exit code (the others are still computed and retur
 The reference is an ASE calculator in the form of the ASE labeller (``LabelCalculation``'s
 ``labeller``): ``{"calculator": "ase.calculators.emt.EMT", "kwargs": {}}``. It runs in this
 process, like the potential.
+
+The ``cutoff`` check runs on labelled frames: the ``dataset`` input, or else the potential's
+training set (the ``DatasetData`` its ``training_set_uuid`` names), an input of its calcfunction
+either way. ``minima`` returns the minima it found (``minima``, a ``StructureSetData``) and, with a
+reference, the spurious ones labelled by it (``spurious_minima``, a ``DatasetData`` whose
+``label_settings`` are those of the ASE labeller's: the active-learning work chain takes it as its
+``dataset``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import tempfile
 from aiida import orm
 from aiida.engine import ExitCode, WorkChain, calcfunction, while_
 
+from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
+from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.engine.label import check_elements, make_calculator, validate_labeller
 from aiida_mlip.properties.checks import PropertyInputError
 from aiida_mlip.properties.validation import ValidationSettings, check_inputs, summarise, validate_property
@@ -53,12 +62,15 @@ def compute_property(
     name: orm.Str,
     reference: orm.Dict | None = None,
     final: orm.StructureData | None = None,
+    dataset: DatasetData | None = None,
 ):
     """Property ``name`` with every member of ``potential`` and with ``reference``, on ``structure``.
 
     Returns ``result`` (``rows``: the table rows, see
-    :class:`~aiida_mlip.properties.validation.PropertyValidation`; ``details``) and, for phonons,
-    ``phonon_bands`` (PNG). A kernel that raises gives exit status 400 with its message.
+    :class:`~aiida_mlip.properties.validation.PropertyValidation`; ``details``), for phonons
+    ``phonon_bands`` (PNG), for minima ``minima`` and, with a reference and any found,
+    ``spurious_minima``. ``dataset``: the labelled frames of the cutoff check. A kernel that raises
+    gives exit status 400 with its message.
     """
     values = ValidationSettings.from_mapping(settings.get_dict())
     committee = potential.get_calculator(device=values.device, dtype=values.dtype)
@@ -74,6 +86,7 @@ def compute_property(
                 final=final.get_ase() if final is not None else None,
                 cutoff=potential.cutoff,
                 plot=pathlib.Path(folder) / "phonon_bands.png",
+                frames=dataset.get_frames() if dataset is not None else None,
             )
         except Exception as exception:  # any failure of the kernel is this property's failure
             message = " ".join(str(exception).split())
@@ -81,6 +94,16 @@ def compute_property(
         outputs = {"result": orm.Dict(_finite({"rows": found.rows, "details": found.details}))}
         if found.plot is not None:
             outputs["phonon_bands"] = orm.SinglefileData(found.plot, filename="phonon_bands.png")
+    if "minima" in found.frames:
+        outputs["minima"] = StructureSetData(found.frames["minima"])
+    if "spurious_minima" in found.frames:
+        labeller = reference.get_dict()
+        settings = {
+            "method": "ase",
+            "calculator": labeller["calculator"],
+            "kwargs": labeller.get("kwargs", {}),
+        }
+        outputs["spurious_minima"] = DatasetData(found.frames["spurious_minima"], label_settings=settings)
     return outputs
 
 
@@ -112,12 +135,38 @@ def validate_reference(value, _):
     return None
 
 
+def cutoff_frames(potential: PotentialData, dataset: DatasetData | None = None) -> DatasetData:
+    """The labelled frames of the cutoff check: ``dataset``, else the potential's training set.
+
+    Raises
+    ------
+    PropertyInputError
+        Neither is there (no ``dataset``, and no stored ``DatasetData`` of the potential's ``training_set_uuid``).
+    """
+    if dataset is not None:
+        return dataset
+    uuid = potential.training_set_uuid
+    found = orm.QueryBuilder().append(DatasetData, filters={"uuid": uuid}).first(flat=True) if uuid else None
+    if found is None:
+        raise PropertyInputError(
+            f"`cutoff` needs labelled frames: potential <{potential.pk}> records "
+            + (
+                f"a training set {uuid} that is not in this profile"
+                if uuid
+                else "no training set (training_set_uuid)"
+            )
+            + "; give them as the `dataset` input (--dataset of aiida-mlip validate)"
+        )
+    return found
+
+
 def validate_inputs(inputs, _):
     """The structure must suit every property asked for, and the potential and reference its elements.
 
-    See :func:`~aiida_mlip.properties.validation.check_inputs`: periodicity for ``eos``, ``elastic``
-    and ``phonons``, a phonon supercell at least twice the potential's cutoff wide, NEB end points
-    of the same atoms; the reference is tried on one atom of each element.
+    See :func:`~aiida_mlip.properties.validation.check_inputs`: periodicity for ``eos``, ``elastic``,
+    ``phonons`` and random ``minima`` starts, a phonon supercell at least twice the potential's
+    cutoff wide, NEB end points of the same atoms, cutoff shortenings below the cutoff of a built-in
+    committee, labelled frames for ``cutoff``; the reference is tried on one atom of each element.
     """
     if "potential" not in inputs or "structure" not in inputs:
         return None
@@ -135,11 +184,19 @@ def validate_inputs(inputs, _):
             cutoff=potential.cutoff,
             elements=potential.elements,
             final=final.get_ase() if final is not None else None,
+            backend=potential.model_backend,
         )
+        if "cutoff" in settings.properties:
+            frames = cutoff_frames(potential, inputs.get("dataset"))
+            unknown = sorted(set(frames.elements) - set(potential.elements))
+            if unknown:
+                return f"the `dataset` of the cutoff check holds {unknown}, which the potential was not trained on"
     except PropertyInputError as exception:
         return str(exception)
     if "neb" not in settings.properties and final is not None:
         return "a `final_structure` was given but `neb` is not among the properties"
+    if "cutoff" not in settings.properties and inputs.get("dataset") is not None:
+        return "a `dataset` was given but `cutoff` is not among the properties"
     if inputs.get("reference") is not None:
         try:
             check_elements(inputs["reference"].get_dict(), structure.get_symbols_set())
@@ -171,7 +228,8 @@ class ValidationWorkChain(WorkChain):
             required=False,
             validator=validate_settings,
             help="Validation settings (aiida_mlip.properties.validation.ValidationSettings): `properties`, "
-            "the kernels' blocks (`eos`, `elastic`, `phonons`, `neb`), relative `tolerances`, `device`, `dtype`.",
+            "the kernels' blocks (`eos`, `elastic`, `phonons`, `neb`, `cutoff`, `minima`), relative `tolerances`, "
+            "`device`, `dtype`.",
         )
         spec.input(
             "reference",
@@ -185,6 +243,12 @@ class ValidationWorkChain(WorkChain):
             valid_type=orm.StructureData,
             required=False,
             help="The NEB's final state: the same atoms as `structure`, in the same order and cell.",
+        )
+        spec.input(
+            "dataset",
+            valid_type=DatasetData,
+            required=False,
+            help="Labelled frames of the cutoff check (default: the potential's training set).",
         )
         spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, while_(cls.has_next)(cls.compute), cls.results)
@@ -201,6 +265,18 @@ class ValidationWorkChain(WorkChain):
             valid_type=orm.SinglefileData,
             required=False,
             help="PNG: band structures of the committee members and the reference.",
+        )
+        spec.output(
+            "minima",
+            valid_type=StructureSetData,
+            required=False,
+            help="The converged minima of the potential found by `minima` (unlabelled).",
+        )
+        spec.output(
+            "spurious_minima",
+            valid_type=DatasetData,
+            required=False,
+            help="The spurious minima labelled by the reference: a `dataset` for the active-learning work chain.",
         )
         spec.exit_code(
             401, "ERROR_PROPERTY_FAILED", message="The calculation of {properties} failed: {message}"
@@ -238,14 +314,17 @@ class ValidationWorkChain(WorkChain):
         for port, key in (("reference", "reference"), ("final_structure", "final")):
             if port in self.inputs:
                 inputs[key] = self.inputs[port]
+        if name == "cutoff":
+            inputs["dataset"] = cutoff_frames(self.inputs.potential, self.inputs.get("dataset"))
         _, node = compute_property.run_get_node(**inputs, metadata={"call_link_label": name})
         if not node.is_finished_ok:
             self.ctx.failures[name] = node.exit_message or f"exit status {node.exit_status}"
             self.report(f"{name}: FAILED ({node.process_label}<{node.pk}>): {self.ctx.failures[name]}")
             return
         self.ctx.results[name] = node.outputs.result
-        if "phonon_bands" in node.outputs:
-            self.out("phonon_bands", node.outputs.phonon_bands)
+        for output in ("phonon_bands", "minima", "spurious_minima"):
+            if output in node.outputs:
+                self.out(output, node.outputs[output])
         self.report(f"{name}: {_summary(node.outputs.result['rows'])} ({node.process_label}<{node.pk}>)")
 
     def results(self):
@@ -277,7 +356,12 @@ def _summary(rows: list[dict]) -> str:
     """``n quantities, k within tolerance; furthest: B0 +93% (76 +- 2 GPa, reference 39.3)`` of one property."""
     judged = [row for row in rows if row["within_tolerance"] is not None]
     if not judged:
-        return f"{len(rows)} quantities (no reference)"
+        values = "; ".join(
+            f"{row['quantity']} {'n/a' if row['mean'] is None else format(row['mean'], '.4g')}"
+            f"{' ' + row['unit'] if row['unit'] else ''}"
+            for row in rows[:4]
+        )
+        return f"{len(rows)} quantities, not judged against a reference" + (f": {values}" if values else "")
     worst = max(judged, key=lambda row: abs(row["difference"]) if row["difference"] is not None else math.inf)
     difference = "n/a" if worst["difference"] is None else f"{100 * worst['difference']:+.1f}%"
     mean = "n/a" if worst["mean"] is None else f"{worst['mean']:.4g}"

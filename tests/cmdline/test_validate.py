@@ -153,3 +153,26 @@ def test_bad_structure_or_settings_file(potential, tmp_path):
     result = invoke("validate", potential.pk, potential.pk, "--settings", settings)
     assert result.exit_code != 0
     assert "holds a YAML list, not a mapping of validation settings" in " ".join(result.output.split())
+
+
+def test_cutoff_check_on_a_given_dataset(potential, aluminium_file):
+    dataset = DatasetData.from_atoms(emt_aluminium_images(6, seed=5)).store()
+    result = invoke(
+        "validate", potential.pk, aluminium_file, "--properties", "cutoff", "--dataset", dataset.pk
+    )
+    assert result.exit_code == 0, result.output
+    lines = {
+        line.split()[0]: line.split() for line in result.output.splitlines() if line.startswith("cutoff.")
+    }
+    assert list(lines) == [
+        "cutoff.energy_change_0.5",
+        "cutoff.force_change_0.5",
+        "cutoff.energy_change_1",
+        "cutoff.force_change_1",
+    ]
+    force = lines[
+        "cutoff.force_change_1"
+    ]  # mean +- std over members, unit; no reference, difference, tolerance
+    assert float(force[1]) > 0 and force[2] == "+-" and force[4:] == ["meV/Angstrom", "-", "-", "-", "-"]
+    refused = invoke("validate", potential.pk, aluminium_file, "--properties", "cutoff")
+    assert refused.exit_code != 0 and "records no training set" in refused.output

@@ -106,6 +106,47 @@ def test_path_integral_walker_writes_bead_frames(al_committee, tmp_path):
     assert summary["walkers"][0]["checked_frames"] == 3 and summary["walkers"][0]["steps_done"] == 20
     trajectory = read(tmp_path / "out" / "trajectory.extxyz", index=":")
     assert len(trajectory) == 3 and all(0 <= frame.info["bead"] < 4 for frame in trajectory)
+    with open(tmp_path / "out" / "frames.csv") as handle:  # each row names the bead it checked
+        rows = list(csv.DictReader(handle))
+    assert [int(row["bead"]) for row in rows] == [frame.info["bead"] for frame in trajectory]
+
+
+def test_metadynamics_walker_records_its_collective_variable(al_committee, tmp_path):
+    """The distance the hills are laid on is a column of frames.csv and candidates.csv (NaN on plain walkers)."""
+    parameters = {
+        "steps": 40,
+        "timestep": 2.0,
+        "check_interval": 10,
+        "walkers": 2,
+        "trust": {"lo": 0.0, "hi": 5.0},
+        "metadynamics": {"cv": {"atoms": [0, 1]}, "pace": 5, "walkers": [1]},
+    }
+    done = explore(tmp_path, parameters, model=al_committee["model"])
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    trajectory = read(out / "trajectory.extxyz", index=":")
+    with open(out / "frames.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and all(int(row["bead"]) == -1 for row in rows)
+    for row in rows:
+        value = float(row["collective_variable"])
+        if int(row["walker"]) == 0:
+            assert np.isnan(value)
+        else:
+            frame = trajectory[int(row["trajectory_index"])]
+            assert value == pytest.approx(frame.get_distance(0, 1, mic=True), abs=1e-5)
+            assert frame.info["collective_variable"] == pytest.approx(value, abs=1e-5)
+    with open(out / "candidates.csv") as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(scores) == 10  # lo 0: every checked frame is a candidate
+    assert [np.isfinite(float(row["collective_variable"])) for row in scores] == [
+        int(row["walker"]) == 1 for row in scores
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    low, high = summary["walkers"][1]["collective_variable_range"]
+    assert summary["walkers"][0]["collective_variable_range"] is None
+    walker_1 = [float(row["collective_variable"]) for row in rows if row["walker"] == "1"]
+    assert (low, high) == pytest.approx((min(walker_1), max(walker_1)), abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,8 @@ def test_generate_runs_the_kinds_due(cell):
         ({"strains": {"max_strain": 0.7}}, "within (0, 0.5)"),
         ({"vacancies": {"cout": 1}}, "did you mean `count`"),
         ({"vacancy": {}}, "did you mean `vacancies`"),
+        ({"max_share": 0.0}, "max_share`: Input should be greater than 0"),
+        ({"max_share": 1.5}, "max_share`: Input should be less than or equal to 1"),
     ],
 )
 def test_bad_settings_are_refused(values, message):
@@ -118,3 +120,18 @@ def test_cutoff_and_parents_checks():
     with pytest.raises(SettingsError, match=r"parents`: \[2\] beyond the 2 start"):
         settings.check(n_structures=2)
     settings.check(cutoff=6.0, n_structures=3)
+
+
+def test_generated_structures_take_at_most_max_share_of_the_walkers():
+    """8 generated structures beside 2 given ones (one walker each): half the walkers at most, in turn."""
+    settings = GenerateSettings.from_mapping({"vacancies": {}})
+    assert settings.max_share == 0.5
+    turns = [settings.explored(8, 2, 1, iteration) for iteration in range(1, 6)]
+    assert turns == [[0, 1], [2, 3], [4, 5], [6, 7], [0, 1]]
+    # the AiiDA-free loop: the given structures share 2 walkers, each generated one runs 2
+    assert settings.explored(4, 2, 2, 1) == [0] and settings.explored(4, 2, 2, 2) == [1]
+    assert settings.explored(3, 2, 1, 2) == [0, 2]  # the window wraps around
+    assert settings.explored(1, 2, 1, 1) == [0] and settings.explored(0, 2, 1, 1) == []
+    assert GenerateSettings.from_mapping({"max_share": 1.0}).explored(8, 2, 1, 3) == list(range(8))
+    assert GenerateSettings.from_mapping({"max_share": 0.75}).explored(8, 2, 1, 1) == [0, 1, 2, 3, 4, 5]
+    assert GenerateSettings.from_mapping({"max_share": 0.1}).explored(8, 1, 1, 2) == [1]  # at least one

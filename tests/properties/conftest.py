@@ -39,3 +39,18 @@ def al_phonons(tmp_path_factory):
 
     plot = tmp_path_factory.mktemp("phonons") / "al.png"
     return phonons(emt_fcc("Al", cubic=True), settings={"supercell": [3, 3, 3]}, cutoff=EMT_CUTOFF, plot=plot)
+
+
+@pytest.fixture(scope="session")
+def poor_model_file(tmp_path_factory):
+    """A committee of 2 trained for one epoch on 8 EMT aluminium frames: its minima are not EMT's (spurious)."""
+    from aiida_mlip.potentials.frames import Frames
+    from aiida_mlip.potentials.train import save_committee, train_committee
+    from tests.calculations.conftest import TINY_TRAINING, emt_aluminium_images
+
+    frames = Frames.from_atoms(emt_aluminium_images(8, seed=5))
+    settings = dict(TINY_TRAINING, max_epochs=1, committee_size=2)
+    result = train_committee(frames, settings, device="cpu", log=lambda *args, **kwargs: None)
+    path = tmp_path_factory.mktemp("poor") / "poor.safetensors"
+    save_committee(result.model, path)
+    return path

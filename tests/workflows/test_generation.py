@@ -51,6 +51,16 @@ def test_generated_structures_are_nodes_linked_to_their_parent(generate_workchai
         if link.link_label != "structures"
     ]
     assert {node.label for node in slabs} == {"surface [1, 1, 1]"}
+    # iteration 1: 2 given + 2 generated structures, within max_share 0.5: the set itself is explored
+    process.ctx.iteration = 1
+    assert process._walker_structures(first).pk == first.pk
+    # iteration 2: 4 generated would take 4 of 6 walkers; max_share 0.5 explores 2 of them, in turn
+    process.ctx.iteration = 2
+    explored = process._walker_structures(second)
+    assert explored.creator.process_label == "take_structures"
+    assert explored.creator.inputs.structures.pk == second.pk
+    assert explored.creator.inputs.indices.get_list() == [0, 1, 4, 5]  # the given ones, then the slabs' turn
+    assert [len(atoms) for atoms in explored.get_atoms()] == [8, 4, 64, 64]
     process.ctx.iteration = 3  # nothing due: the same set
     assert process._exploration_structures().pk == second.pk
 

@@ -15,6 +15,7 @@ from aiida.engine import run_get_node, submit
 
 from aiida_mlip.calculations.label import LabelCalculation
 from aiida_mlip.calculations.train import TrainCalculation
+from aiida_mlip.potentials.model_file import ModelFileError, read_model_metadata
 from aiida_mlip.workflows.training import TrainingWorkChain
 from tests.calculations.conftest import TINY_TRAINING
 from tests.workflows.test_active_learning import al_builder
@@ -78,7 +79,8 @@ def test_cancelled_training_job_is_resubmitted_from_its_checkpoint(
     aluminium_dataset, slurm_codes, started_daemon_client
 ):
     options = {key: value for key, value in slurm_codes["steps"]["train"].items() if key != "device"}
-    parameters = dict(TINY_TRAINING, max_epochs=400, patience=1000, hidden=32)
+    max_epochs = 120
+    parameters = dict(TINY_TRAINING, max_epochs=max_epochs, patience=1000, hidden=32)
     node = submit(
         TrainingWorkChain,
         train={
@@ -89,14 +91,19 @@ def test_cancelled_training_job_is_resubmitted_from_its_checkpoint(
         },
     )
 
-    def first_job_has_a_checkpoint():
+    def checkpoint_epoch() -> int:
+        """The epoch of the first job's checkpoint in its working directory (-1: none yet)."""
         children = [c for c in node.called if c.process_class is TrainCalculation]
-        if node.is_terminated or not children or not children[0].get_job_id():
-            return node.is_terminated
-        workdir = children[0].get_remote_workdir()
-        return workdir is not None and (pathlib.Path(workdir) / "checkpoint.safetensors").is_file()
+        if not children or not children[0].get_job_id() or children[0].get_remote_workdir() is None:
+            return -1
+        path = pathlib.Path(children[0].get_remote_workdir()) / "checkpoint.safetensors"
+        try:
+            return int(read_model_metadata(path, verify=False).get("checkpoint_epoch", -1))
+        except (OSError, ModelFileError):  # not written yet, or caught while it is being rewritten
+            return -1
 
-    wait_for(first_job_has_a_checkpoint, 300, "the first training job to write a checkpoint")
+    # cancel once a few epochs are done, so the resubmission has fewer epochs left than it began with
+    wait_for(lambda: node.is_terminated or checkpoint_epoch() >= 3, 300, "the first job's epoch-3 checkpoint")
     assert not node.is_terminated, node.exit_message
     first = next(c for c in node.called if c.process_class is TrainCalculation)
     job_id = first.get_job_id()
@@ -111,6 +118,11 @@ def test_cancelled_training_job_is_resubmitted_from_its_checkpoint(
     attempts = sorted((c for c in node.called if c.process_class is TrainCalculation), key=lambda c: c.ctime)
     assert len(attempts) == 2
     assert attempts[1].inputs.parent_potential.uuid == first.outputs.checkpoint.uuid
+    # the resubmission runs the epochs that are left, not the whole count again
+    done = first.outputs.checkpoint.checkpoint_epoch
+    assert done >= 3
+    assert attempts[1].inputs.parameters["max_epochs"] == max_epochs - done
+    assert attempts[1].outputs.metrics["epochs_run"] == max_epochs - done
     assert slurm_job_record(attempts[1].get_job_id()).get("JobState") == "COMPLETED"
     assert "potential" in node.outputs
 

@@ -32,3 +32,48 @@ def test_nan_loss_is_restarted_with_a_lower_learning_rate(engine_code, aluminium
     assert "checkpoint" in attempts[0].outputs
     assert attempts[1].inputs.parent_potential.uuid == attempts[0].outputs.checkpoint.uuid
     assert results["potential"].uuid == attempts[1].outputs.potential.uuid
+
+
+def test_interrupted_training_resumes_for_the_epochs_left(
+    generate_workchain, engine_code, aluminium_dataset, tiny_training, tmp_path
+):
+    from aiida.common import AttributeDict
+
+    from aiida_mlip.data.potential import PotentialData
+    from aiida_mlip.potentials.train import train_committee
+
+    # a real checkpoint after 3 epochs of a 10-epoch training
+    checkpoint_path = tmp_path / "checkpoint.safetensors"
+    config = dict(tiny_training.get_dict(), max_epochs=3, min_epochs=1, patience=100)
+    train_committee(aluminium_dataset.get_frames(), config, log=None, checkpoint_path=checkpoint_path)
+    checkpoint = PotentialData(checkpoint_path).store()
+    assert checkpoint.checkpoint_epoch == 3
+
+    builder = TrainingWorkChain.get_builder()
+    builder.train.code = engine_code("mlip.train")
+    builder.train.dataset = aluminium_dataset
+    builder.train.parameters = orm.Dict(dict(tiny_training.get_dict(), max_epochs=10, min_epochs=5))
+    process = generate_workchain(TrainingWorkChain, builder)
+    process.setup()
+    interrupted = AttributeDict(
+        {
+            "pk": 0,
+            "process_label": "TrainCalculation",
+            "exit_message": "wall time",
+            "exit_status": TrainCalculation.exit_codes.ERROR_INTERRUPTED.status,
+            "outputs": AttributeDict({"checkpoint": checkpoint}),
+            "get_job_id": lambda: "1",
+        }
+    )
+    process.handle_interrupted(interrupted)
+    assert process.ctx.inputs.parent_potential.uuid == checkpoint.uuid
+    assert process.ctx.inputs.parameters["max_epochs"] == 7
+    assert process.ctx.inputs.parameters["min_epochs"] == 2
+
+    # a checkpoint of the starting weights (epoch 0) leaves the count as it was
+    process.setup()
+    fresh = PotentialData(checkpoint_path)
+    fresh.base.attributes.set("checkpoint_epoch", 0)
+    interrupted.outputs.checkpoint = fresh.store()
+    process.handle_interrupted(interrupted)
+    assert process.ctx.inputs.parameters["max_epochs"] == 10
