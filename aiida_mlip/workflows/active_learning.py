@@ -71,12 +71,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         )
         spec.input("dataset", valid_type=DatasetData, required=False, help="An initial labelled dataset.")
         spec.input("potential", valid_type=PotentialData, required=False, help="An initial committee.")
-        spec.input(
-            "parent_model",
-            valid_type=PotentialData,
-            required=False,
-            help="Fine-tune the first committee from it.",
-        )
+        spec.input("parent_model", valid_type=PotentialData, required=False, help="Fine-tune from it.")
         spec.input(
             "initial",
             valid_type=orm.Dict,
