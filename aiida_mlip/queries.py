@@ -44,6 +44,9 @@ class Lineage:
         The calculations that computed the labels (``LabelCalculation``, ``PwCalculation``).
     merges
         The ``merge_datasets`` calls.
+    parent_models
+        The models a training run was fine-tuned from (its ``parent_model`` input: a file the user
+        brought, ``training.parent_model``); a parent made by an earlier training adds that lineage too.
     """
 
     potential: PotentialData
@@ -52,6 +55,7 @@ class Lineage:
     labelling_calculations: list[orm.ProcessNode]
     merges: list[orm.CalcFunctionNode]
     label_sets: list[DatasetData] = dataclasses.field(default_factory=list)
+    parent_models: list[PotentialData] = dataclasses.field(default_factory=list)
 
     def as_table(self) -> list[tuple[str, int, str, str]]:
         """Rows ``(kind, pk, label, ctime)`` oldest first, for printing."""
@@ -63,16 +67,18 @@ class Lineage:
         rows += [("dataset", n.pk, f"v{n.version} ({n.n_frames} frames)", created(n)) for n in self.datasets]
         rows += [("labels", n.pk, _label_set_origin(n), created(n)) for n in self.label_sets]
         rows += [("labelling", n.pk, n.process_label or "", created(n)) for n in self.labelling_calculations]
+        rows += [("parent model", n.pk, _parent_model_origin(n), created(n)) for n in self.parent_models]
         return sorted(rows, key=lambda row: (row[3], row[1]))
 
     def summary(self) -> str:
         """One line: how many training runs, dataset versions, label sets and labelling calculations."""
         versions = sorted(dataset.version for dataset in self.datasets)
         span = f" (v{versions[0]}-v{versions[-1]})" if len(versions) > 1 else ""
+        parents = f", fine-tuned from {len(self.parent_models)} parent model(s)" if self.parent_models else ""
         return (
             f"{len(self.training_runs)} training run(s), {len(self.datasets)} dataset version(s){span}, "
             f"{len(self.label_sets)} label set(s) from {len(self.labelling_calculations)} "
-            "labelling calculation(s)"
+            f"labelling calculation(s){parents}"
         )
 
 
@@ -80,6 +86,10 @@ def _label_set_origin(dataset: DatasetData) -> str:
     creator = dataset.creator
     origin = "" if creator is None else f" from {creator.process_label or 'process'} <{creator.pk}>"
     return f"{dataset.n_frames} frames{origin}"
+
+
+def _parent_model_origin(potential: PotentialData) -> str:
+    return f"{potential.model_backend} model, {potential.committee_size} member(s), sha256 {potential.sha256[:12]}"
 
 
 def _incoming(node: orm.Node, link_type=None) -> list[orm.Node]:
@@ -135,12 +145,13 @@ def _label_sources(
 def potential_lineage(potential: PotentialData) -> Lineage:
     """Return every training run, dataset version, label set and labelling calculation behind ``potential``.
 
-    Warm starts are followed: the lineage of the parent potential is part of the lineage. Dataset
+    Warm starts are followed: the lineage of the parent potential is part of the lineage; so is a
+    parent model a training was fine-tuned from (``parent_models``). Dataset
     versions are counted along the merge chain only; the labels merged into them are label sets.
     """
     from aiida.common.links import LinkType
 
-    training, datasets, label_sets, calculations, merges = {}, {}, {}, {}, {}
+    training, datasets, label_sets, calculations, merges, parents = {}, {}, {}, {}, {}, {}
     stack = [potential]
     seen = set()
     while stack:
@@ -152,7 +163,10 @@ def potential_lineage(potential: PotentialData) -> Lineage:
         if run is None:
             continue
         training[run.pk] = run
-        for node in _incoming(run, LinkType.INPUT_CALC):
+        for triple in run.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all():
+            node = triple.node
+            if isinstance(node, PotentialData) and triple.link_label == "parent_model":
+                parents[node.pk] = node
             if isinstance(node, DatasetData):
                 found_calculations, found_versions, found_sets, found_merges = _label_sources(node)
                 calculations.update((n.pk, n) for n in found_calculations)
@@ -173,6 +187,7 @@ def potential_lineage(potential: PotentialData) -> Lineage:
         ordered(calculations.values()),
         ordered(merges.values()),
         ordered(label_sets.values()),
+        ordered(parents.values()),
     )
 
 

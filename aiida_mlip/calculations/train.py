@@ -42,8 +42,38 @@ def validate_device(value, _):
     return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value.value!r}"
 
 
+def validate_parent_model(parent_model, dataset, parameters) -> str | None:
+    """A ``parent_model`` node must be of ``training.backend`` and know the dataset's elements; a
+    ``parent_model`` path in the parameters must come as that node instead (so the lineage records it)."""
+    values = parameters.get_dict() if parameters is not None else {}
+    if "parent_model" in values:
+        return (
+            "training parameter `parent_model` is a path on this machine: give the parent model as the "
+            "`parent_model` input instead (PotentialData.from_parent_model(path)), so that the provenance "
+            "records it and the job can upload it"
+        )
+    if parent_model is None:
+        return None
+    from aiida_mlip.potentials.train import TrainConfig
+
+    backend = values.get("backend", TrainConfig.model_fields["backend"].default)
+    if parent_model.model_backend != backend:
+        return (
+            f"the parent model is a `{parent_model.model_backend}` model but training.backend is `{backend}`: "
+            "a committee is fine-tuned from a parent of its own backend"
+        )
+    if dataset is not None:
+        unknown = sorted(set(dataset.elements) - set(parent_model.elements))
+        if unknown:
+            return (
+                f"the dataset has elements {unknown} that the parent model (elements {parent_model.elements}) "
+                "does not know: fine-tune from a parent that covers them, or train from scratch"
+            )
+    return None
+
+
 def validate_inputs(inputs, _):
-    """A warm start must know every element of the dataset."""
+    """A warm start must know every element of the dataset; so must a parent model to fine-tune from."""
     parent = inputs.get("parent_potential")
     dataset = inputs.get("dataset")
     if parent is not None and dataset is not None:
@@ -53,7 +83,7 @@ def validate_inputs(inputs, _):
                 f"the dataset has elements {unknown} that the parent potential (elements {parent.elements}) "
                 "does not know: train from scratch instead of warm-starting"
             )
-    return None
+    return validate_parent_model(inputs.get("parent_model"), dataset, inputs.get("parameters"))
 
 
 class TrainCalculation(EngineCalculation):
@@ -86,6 +116,14 @@ class TrainCalculation(EngineCalculation):
             valid_type=PotentialData,
             required=False,
             help="Warm start: the training begins from these weights.",
+        )
+        spec.input(
+            "parent_model",
+            valid_type=PotentialData,
+            required=False,
+            help="Fine-tune from this model (training.parent_model, e.g. a foundation model): a committee "
+            "of `committee_size` members is made from its weights and architecture. A `parent_potential` "
+            "(warm start, checkpoint restart) takes precedence.",
         )
         spec.input(
             "device",
@@ -141,7 +179,14 @@ class TrainCalculation(EngineCalculation):
     def write_inputs(self, folder, local_copy_list):
         dataset = self.inputs.dataset
         local_copy_list.append(self.copy_from_repository(dataset, dataset.FILENAME, "dataset.h5"))
-        self.write_json(folder, "config.json", self.inputs.parameters.get_dict())
+        config = self.inputs.parameters.get_dict()
+        if "parent_model" in self.inputs:
+            parent = self.inputs.parent_model
+            local_copy_list.append(
+                self.copy_from_repository(parent, parent.FILENAME, "parent_model.safetensors")
+            )
+            config["parent_model"] = "parent_model.safetensors"
+        self.write_json(folder, "config.json", config)
         arguments = ["--dataset", "dataset.h5", "--config", "config.json", "--output-dir", "."]
         arguments += ["--device", self.inputs.device.value]
         if "parent_potential" in self.inputs:

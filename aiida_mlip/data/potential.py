@@ -47,6 +47,25 @@ class PotentialData(Data):
         if file is not None:
             self.set_file(file, training_set_uuid=training_set_uuid)
 
+    @classmethod
+    def from_parent_model(cls, path: str | os.PathLike, backend: str | None = None) -> PotentialData:
+        """An unstored node of a parent model file to fine-tune from (``training.parent_model``).
+
+        A model file of this package is stored as it is; a mace-torch ``*.model`` is converted into
+        a one-member MACE committee file first (:func:`~aiida_mlip.potentials.parent_model.write_parent_model`),
+        so that the node, and every job that reads it, holds no pickle.
+
+        Raises
+        ------
+        ParentModelError
+            For a file that is missing, unreadable, or (with ``backend``) of another backend.
+        """
+        from aiida_mlip.potentials.parent_model import parent_backend, write_parent_model
+
+        backend = backend or parent_backend(path)
+        with tempfile.TemporaryDirectory() as folder:
+            return cls(file=write_parent_model(path, backend, pathlib.Path(folder) / cls.FILENAME))
+
     def set_file(self, file: str | os.PathLike, training_set_uuid: str | None = None) -> None:
         """Store the model file in the repository and record its metadata as attributes.
 

@@ -15,7 +15,8 @@ Inputs
     settings. ``--init``: a model file to warm start from (e.g. an earlier ``checkpoint.safetensors``).
 
 Config keys (all optional; units Angstrom, eV), see :class:`aiida_mlip.potentials.train.TrainConfig`:
-    backend ("builtin" | "mace"), mace (the MACE architecture block), committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
+    backend ("builtin" | "mace"), mace (the MACE architecture block), parent_model (null: a model
+    file to fine-tune from when no --init is given, see :mod:`aiida_mlip.potentials.parent_model`), committee_size (4), cutoff (5.0), n_radial (8), l_max (3), species_channels (null: min(elements, 3)),
     hidden (64), repulsion_radius (null), max_epochs (200), min_epochs (10), batch_size (4), lr (5e-3),
     min_lr (5e-5), optimizer ("adamw" | "adam"), weight_decay (0), scheduler ("cosine" | "plateau" |
     "constant"), energy_weight (10), forces_weight (1), stress_weight (1), valid_fraction (0.1),

@@ -16,7 +16,8 @@ what the platform does:
    (:mod:`aiida_mlip.learning.calibration`), which sets the next window when the ``trust`` block
    has a ``target_force_error``;
 6. retraining (:func:`aiida_mlip.potentials.train.train_committee`), warm-started from the last
-   committee, from scratch once when the warm start reports ``no_improvement``;
+   committee, from scratch once when the warm start reports ``no_improvement`` (the first committee
+   is fine-tuned from ``training.parent_model`` when one is given, as in the work chain);
 7. with ``convergence.properties``, the properties of each new committee (every member, through
    :func:`aiida_mlip.properties.validation.validate_property`, as the work chain's
    ``compute_property``), recorded by :func:`aiida_mlip.history.property_fields`;
@@ -299,6 +300,10 @@ def run_active_learning(
     labeller = _labeller_settings(labeller)
     tests = _test_frames(test_sets)
     training = {**settings.training, "seed": seed}
+    # training.parent_model: the first committee is fine-tuned from it, the later ones are not
+    first_training, training = training, {k: v for k, v in training.items() if k != "parent_model"}
+    if first_training.get("parent_model") is not None:
+        _check_parent(first_training, structures, dataset, model)
     history: list[dict] = []
 
     start = time.perf_counter()
@@ -316,7 +321,7 @@ def run_active_learning(
     validation = CalibrationPairs.concatenate([])
     if model is None:
         began = time.perf_counter()
-        result, metrics = _train(dataset, training, None, device)
+        result, metrics = _train(dataset, first_training, None, device)
         model, known_frames = result.model, result.training_frames
         validation = validation_pairs(metrics)
         record["times"]["train"] = time.perf_counter() - began
@@ -458,6 +463,21 @@ def run_active_learning(
         if decision.stop:
             break
     return [initial_record, *history]
+
+
+def _check_parent(training: Mapping[str, Any], structures, dataset: Frames | None, model) -> None:
+    """``training.parent_model`` must know every element of the structures and the dataset (SettingsError)."""
+    from aiida_mlip.potentials.parent_model import ParentModelError, check_parent_elements
+
+    if model is not None:
+        raise SettingsError("give either a start `model` or training.parent_model to fine-tune from")
+    elements = {symbol for atoms in structures for symbol in atoms.get_chemical_symbols()}
+    elements |= set(dataset.elements) if dataset is not None else set()
+    config = TrainConfig.from_mapping(training, where="training")
+    try:
+        check_parent_elements(config.parent_model, config.backend, elements)
+    except ParentModelError as exception:
+        raise SettingsError(str(exception)) from None
 
 
 def _property_fields(

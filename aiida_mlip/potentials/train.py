@@ -103,6 +103,11 @@ class TrainConfig(Settings):
         ``repulsion_radius`` (ignored by MACE) and the ``mace`` block (ignored by the built-in one).
     mace
         The MACE architecture (:class:`~.backends.mace_settings.MaceSettings`).
+    parent_model
+        Path of a model file to fine-tune from (:mod:`~.parent_model`: a committee file of
+        ``backend``, or for ``mace`` a mace-torch ``*.model``), or ``None`` to start from random
+        weights. The parent's architecture is adopted; its members seed the ``committee_size``
+        members. Used when no ``init`` (warm start) is given: a warm start continues its own parent.
     committee_size
         Number of members K (ignored on a warm start: the initial committee decides).
     cutoff
@@ -152,6 +157,7 @@ class TrainConfig(Settings):
 
     backend: Literal["builtin", "mace"] = "builtin"
     mace: MaceSettings = pydantic.Field(default_factory=MaceSettings)
+    parent_model: str | None = None
     committee_size: pydantic.StrictInt = pydantic.Field(4, ge=1)
     cutoff: float = pydantic.Field(5.0, gt=0, allow_inf_nan=False)
     n_radial: pydantic.StrictInt = pydantic.Field(8, ge=1)
@@ -200,6 +206,10 @@ class TrainConfig(Settings):
             raise ValueError(
                 f"repulsion_radius must be between 0 and the cutoff, got {self.repulsion_radius!r}"
             )
+        if self.parent_model is not None:
+            from aiida_mlip.potentials.parent_model import check_parent_model
+
+            check_parent_model(self.parent_model, self.backend)  # exists, readable, of this backend
         return self
 
 
@@ -470,7 +480,17 @@ def train_committee(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train.validate(require_labels=True)
+    fine_tuned = None
+    if init is None and config.parent_model is not None:
+        from aiida_mlip.potentials.parent_model import fine_tuning_start
+
+        elements = set(train.elements) | set(valid.elements if valid is not None else [])
+        init, recorded, fine_tuned = fine_tuning_start(config, elements)
+        parent_frames = recorded if parent_frames is None else parent_frames
+        log(f"fine-tuning from the parent model {config.parent_model} (its architecture is kept)")
     parent, known, identified_by = _load_parent(init, parent_frames, kind)
+    if fine_tuned is not None and known is not None and not known:
+        identified_by = "none recorded by the parent model: every frame is new to it"
     new = new_frame_mask(train, known) if known is not None else None
     new_frames = train.subset(np.flatnonzero(new)) if new is not None and new.any() else None
     all_frames = train if valid is None else Frames.concatenate([train, valid])
@@ -511,6 +531,8 @@ def train_committee(
             "forces_after": _force_rmse(model, new_frames, kind),
             "identified_by": identified_by or "unknown: the parent records no training frames",
         }
+    if fine_tuned is not None:
+        metrics["parent_model"] = fine_tuned
     if curve_path is not None:
         write_learning_curve(trainer.history, curve_path)
     model.training_frames = frame_fingerprints(all_frames)  # a later warm start from this object reads it

@@ -71,6 +71,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         )
         spec.input("dataset", valid_type=DatasetData, required=False, help="An initial labelled dataset.")
         spec.input("potential", valid_type=PotentialData, required=False, help="An initial committee.")
+        spec.input("parent_model", valid_type=PotentialData, required=False, help="Fine-tune from it.")
         spec.input(
             "initial",
             valid_type=orm.Dict,
@@ -143,7 +144,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         spec.expose_inputs(
             TrainCalculation,
             namespace="train",
-            exclude=("dataset", "parent_potential"),
+            exclude=("dataset", "parent_potential", "parent_model"),
             namespace_options={"help": "Code, options and `parameters` of the training jobs."},
         )
         spec.inputs.validator = validate_inputs
@@ -232,10 +233,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         potential=None,
         options: dict | None = None,
     ):
-        """Return a builder filled from a protocol (``fast``, ``balanced``, ``precise``).
-
-        The parameters are those of :func:`aiida_mlip.workflows.active_learning_inputs.builder_from_protocol`.
-        """
+        """A builder filled from a protocol: see :func:`~aiida_mlip.workflows.active_learning_inputs.builder_from_protocol`."""
         return builder_from_protocol(
             cls, structures, labeller, codes, protocol, overrides, dataset, potential, options
         )
@@ -260,9 +258,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         return self.ctx.potential is None
 
     def _labelling_inputs(self, structures):
-        inputs = self.exposed_inputs(LabellingWorkChain, namespace="label")
-        inputs["structures"] = structures
-        return inputs
+        return {**self.exposed_inputs(LabellingWorkChain, namespace="label"), "structures": structures}
 
     def label_initial(self):
         """Label rattled and strained copies of the structures to train the first committee."""
@@ -304,6 +300,8 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
                 inputs["train"]["parameters"] = orm.Dict(parameters)
         elif self.ctx.potential is not None:
             label += "_from_scratch"
+        elif "parent_model" in self.inputs:  # the first committee: fine-tuned from the parent model
+            inputs["train"]["parent_model"] = self.inputs.parent_model
         inputs["metadata"] = {"call_link_label": label}
         self.report(
             f"training on dataset <{self.ctx.dataset.pk}> ({self.ctx.dataset.n_frames} frames)"
@@ -335,7 +333,10 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         self.ctx.record.setdefault("training_status", status)
         times = self.ctx.record.setdefault("times", {})
         times["train"] = times.get("train", 0.0) + _span(node)
-        if status == "no_improvement" and not self.ctx.record.get("retrained_from_scratch"):
+        warm = (
+            self.ctx.potential is not None
+        )  # a fine-tuned first committee is kept, as in the AiiDA-free loop
+        if status == "no_improvement" and warm and not self.ctx.record.get("retrained_from_scratch"):
             self.report(
                 f"training <{node.pk}>: no_improvement: the warm-started committee did not beat its parent "
                 f"on the validation frames (best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')}); "

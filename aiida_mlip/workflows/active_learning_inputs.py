@@ -107,6 +107,9 @@ def validate_inputs(inputs, _):
         unknown = sorted(set(structures.elements) - set(potential.elements))
         if unknown:
             return f"the structures have elements {unknown} that the initial potential does not know"
+    message = _validate_parent_model(inputs, settings)
+    if message:
+        return message
     if potential is not None and potential.model_backend != settings.training.backend:
         return (
             f"the initial potential is a `{potential.model_backend}` model but training.backend is "
@@ -125,6 +128,37 @@ def validate_inputs(inputs, _):
         message = validate_ase_labelling(structures, label["ase"]["labeller"])
         if message:
             return f"ase labeller: {message}"
+    return None
+
+
+def _validate_parent_model(inputs, settings) -> str | None:
+    """The ``parent_model`` input: of ``training.backend``, knowing the structures' elements, not beside
+    an initial ``potential``; a ``training.parent_model`` path must have become that input."""
+    if "parent_model" in settings_of(inputs).get("training", {}):
+        return (
+            "training.parent_model is a path: get_builder_from_protocol stores it as the `parent_model` input "
+            "(or set builder.parent_model = PotentialData.from_parent_model(path) and drop the key)"
+        )
+    parent = inputs.get("parent_model")
+    if parent is None:
+        return None
+    if inputs.get("potential") is not None:
+        return "give either an initial `potential` or a `parent_model` to fine-tune the first committee from"
+    backend = settings.training.backend
+    if parent.model_backend != backend:
+        return (
+            f"training.parent_model is a `{parent.model_backend}` model but training.backend is `{backend}`: "
+            "a committee is fine-tuned from a parent of its own backend"
+        )
+    elements = set(inputs["structures"].elements) if inputs.get("structures") is not None else set()
+    if inputs.get("dataset") is not None:
+        elements |= set(inputs["dataset"].elements)
+    missing = sorted(elements - set(parent.elements))
+    if missing:
+        return (
+            f"training.parent_model knows the elements {parent.elements}, not {missing} of the structures: "
+            "fine-tune from a parent that covers them, or train from scratch"
+        )
     return None
 
 
@@ -156,6 +190,8 @@ def builder_from_protocol(
     overrides
         Merged over the protocol's inputs (``exploration``, ``trust``, ``selection``,
         ``convergence``, ``initial``, ``training`` (the training parameters), ``warm_start``).
+        ``training.parent_model`` (a path) becomes the ``parent_model`` input, a ``PotentialData``
+        (:meth:`~aiida_mlip.data.potential.PotentialData.from_parent_model`).
     options
         Per-step ``metadata.options``: ``{"explore": {...}, "select": {...}, "label": {...}, "train": {...}}``
         (``queue_name``, ``account``, ``resources``, ``max_wallclock_seconds``,
@@ -188,7 +224,15 @@ def builder_from_protocol(
     builder.explore.code = codes["mlip.explore"]
     builder.select.code = codes["mlip.select"]
     builder.train.code = codes["mlip.train"]
-    builder.train.parameters = orm.Dict(inputs["training"])
+    training = dict(inputs["training"])
+    if training.get("parent_model") is not None:  # the file becomes a node: an input the lineage shows
+        from aiida_mlip.data.potential import PotentialData
+        from aiida_mlip.potentials.train import TrainConfig
+
+        backend = TrainConfig.from_mapping(training).backend
+        builder.parent_model = PotentialData.from_parent_model(training.pop("parent_model"), backend)
+    training.pop("parent_model", None)
+    builder.train.parameters = orm.Dict(training)
     for step in ("explore", "label"):
         if "max_concurrent" in options.get(step, {}):
             options = {**options, step: dict(options[step])}

@@ -53,6 +53,7 @@ class TrainingWorkChain(BaseRestartWorkChain):
     def _restart_from_checkpoint(self, node) -> bool:
         if "checkpoint" in node.outputs:
             self.ctx.inputs.parent_potential = node.outputs.checkpoint
+            self.ctx.inputs.pop("parent_model", None)  # the checkpoint continues the fine-tuning
             return True
         return False
 

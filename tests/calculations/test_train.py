@@ -1,5 +1,7 @@
 """``TrainCalculation`` runs ``aiida-mlip-train`` for real on localhost."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from aiida import orm
@@ -7,6 +9,7 @@ from aiida.engine import run_get_node
 
 from aiida_mlip.calculations.train import TrainCalculation
 from aiida_mlip.data.potential import PotentialData
+from aiida_mlip.potentials.model_file import file_sha256
 
 
 @pytest.fixture
@@ -128,3 +131,51 @@ def test_unknown_device_is_refused_at_submission(builder):
         builder.device = orm.Str("gpu")  # refused as it is set
     with pytest.raises(ValueError, match="device must be"):
         run_get_node(TrainCalculation, **{**builder._inputs(prune=True), "device": orm.Str("gpu")})
+
+
+def test_fine_tuning_from_a_parent_model_is_in_the_lineage(builder, tiny_model_file):
+    """The parent model node is an input of the training; the lineage of the result lists it."""
+    from aiida_mlip.queries import potential_lineage
+
+    parent = PotentialData.from_parent_model(tiny_model_file).store()
+    builder.parent_model = parent
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert node.inputs.parent_model.uuid == parent.uuid
+    metrics = results["metrics"].get_dict()
+    # the engine fine-tuned from the uploaded copy: same file, its committee of 3 made into the config's 2
+    assert metrics["parent_model"]["sha256"] == parent.sha256 == file_sha256(tiny_model_file)
+    assert metrics["parent_model"]["parent_committee_size"] == 3
+    assert results["potential"].committee_size == 2
+    lineage = potential_lineage(results["potential"])
+    assert [model.uuid for model in lineage.parent_models] == [parent.uuid]
+    assert "fine-tuned from 1 parent model(s)" in lineage.summary()
+    assert ("parent model", parent.pk) in [row[:2] for row in lineage.as_table()]
+
+
+def test_bad_parent_models_are_refused_at_submission(builder, tiny_model_file, tiny_training):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from aiida_mlip.data.dataset import DatasetData
+
+    parameters = tiny_training.get_dict()
+    builder.parameters = orm.Dict(dict(parameters, parent_model=str(tiny_model_file)))
+    with pytest.raises(ValueError, match=r"give the parent model as the `parent_model` input"):
+        run_get_node(builder)
+    builder.parameters = tiny_training
+    builder.parent_model = PotentialData.from_parent_model(tiny_model_file).store()
+    copper = bulk("Cu", cubic=True)
+    copper.calc = EMT()
+    copper.get_forces()
+    dataset = builder.dataset
+    builder.dataset = DatasetData.from_atoms([copper]).store()
+    with pytest.raises(ValueError, match=r"elements \['Cu'\] that the parent model"):
+        run_get_node(builder)
+    if importlib.util.find_spec("mace") is not None:
+        builder.dataset = dataset
+        builder.parameters = orm.Dict(dict(parameters, backend="mace"))
+        with pytest.raises(
+            ValueError, match=r"parent model is a `builtin` model but training.backend is `mace`"
+        ):
+            run_get_node(builder)

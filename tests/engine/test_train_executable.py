@@ -164,3 +164,22 @@ def test_mace_backend_without_mace_torch_exits_2_naming_the_extra(tmp_path, data
     assert main([*arguments, "--output-dir", str(tmp_path / "out"), "--device", "cpu"]) == 2
     assert "pip install 'aiida-mlip[mace]'" in capsys.readouterr().err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_fine_tuning_from_a_parent_model_in_the_config(tmp_path, dataset):
+    """``parent_model`` in the config: a committee of 3 made from a parent of 2; a bad path exits 2."""
+    (tmp_path / "first").mkdir()
+    first = _run(tmp_path / "first", dataset / "dataset.h5", SMALL)
+    assert first.returncode == 0, first.stderr
+    parent = tmp_path / "first" / "out" / "model.safetensors"
+    missing = _run(tmp_path, dataset / "dataset.h5", SMALL + f"parent_model: {tmp_path / 'none.model'}\n")
+    assert missing.returncode == 2 and "none.model does not exist" in missing.stderr
+    config = SMALL.replace("committee_size: 2", "committee_size: 3") + f"parent_model: {parent}\n"
+    tuned = _run(tmp_path, dataset / "dataset.h5", config)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "fine-tuning from the parent model" in tuned.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["parent_model"]["parent_committee_size"] == 2 and metrics["committee_size"] == 3
+    from aiida_mlip.potentials.model_file import file_sha256
+
+    assert metrics["parent_model"]["sha256"] == file_sha256(parent)

@@ -179,3 +179,21 @@ def test_one_exploration_job_per_temperature_and_pressure():
 def test_a_labeller_must_be_a_calculator_class_or_mapping():
     with pytest.raises(TypeError, match="labeller must be an ASE calculator class"):
         run_active_learning([aluminium()], EMT(), TINY, log=None)
+
+
+def test_a_parent_model_without_the_structures_elements_is_refused_before_anything_runs(tmp_path):
+    from aiida_mlip.potentials.frames import Frames
+    from aiida_mlip.potentials.train import save_committee, train_committee
+
+    images = rattled_test_frames(count=4)
+    result = train_committee(Frames.from_atoms(images), dict(TINY["training"], max_epochs=1), log=None)
+    path = tmp_path / "parent.safetensors"
+    save_committee(result.model, path)
+    copper = bulk("Cu", "fcc", a=3.6, cubic=True)
+    settings = {**TINY, "training": {**TINY["training"], "parent_model": str(path), "bootstrap": True}}
+    with pytest.raises(SettingsError, match=r"knows the elements \['Al'\], not \['Cu'\] of the structures"):
+        run_active_learning([copper], EMT, settings, log=None)
+    with pytest.raises(SettingsError, match="either a start `model` or training.parent_model"):
+        run_active_learning([aluminium()], EMT, settings, model=result.model, log=None)
+    with pytest.raises(SettingsError, match="does not exist"):
+        LoopSettings.from_mapping({"training": {"parent_model": str(tmp_path / "none.safetensors")}})

@@ -70,10 +70,55 @@ def mace_modules():
     return o3, modules
 
 
+def _member_arguments(hyper: dict[str, Any], o3, modules) -> dict[str, Any]:
+    """The ``ScaleShiftMACE`` constructor arguments of a model file's ``hyperparameters``.
+
+    Two forms: the small architecture :func:`build_committee` writes (``n_radial``, ``interactions``,
+    ``readout_channels``...), and the full constructor arguments of an adopted mace-torch model
+    (:func:`~.mace_parent.mace_config`, marked by ``interaction_cls``), with classes and functions
+    by name.
+    """
+    if "interaction_cls" not in hyper:
+        interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        return {
+            "r_max": float(hyper["r_max"]),
+            "num_bessel": int(hyper["n_radial"]),
+            "num_polynomial_cutoff": int(hyper["polynomial_cutoff"]),
+            "max_ell": int(hyper["max_ell"]),
+            "interaction_cls": interaction,
+            "interaction_cls_first": interaction,
+            "num_interactions": int(hyper["interactions"]),
+            "num_elements": len(hyper["atomic_numbers"]),
+            "hidden_irreps": o3.Irreps(hyper["hidden_irreps"]),
+            "MLP_irreps": o3.Irreps(f"{int(hyper['readout_channels'])}x0e"),
+            "atomic_energies": np.asarray(hyper["atomic_energies"], dtype=np.float64),
+            "avg_num_neighbors": float(hyper["avg_num_neighbors"]),
+            "atomic_numbers": [int(z) for z in hyper["atomic_numbers"]],
+            "correlation": int(hyper["correlation"]),
+            "gate": torch.nn.functional.silu,
+            "atomic_inter_scale": float(hyper["scale"]),
+            "atomic_inter_shift": 0.0,
+        }
+    from mace.modules import blocks
+
+    arguments = dict(hyper)
+    for key in ("interaction_cls", "interaction_cls_first", "readout_cls"):
+        arguments[key] = getattr(blocks, arguments[key])
+    for key in ("hidden_irreps", "MLP_irreps", "edge_irreps"):
+        if arguments.get(key) is not None:
+            arguments[key] = o3.Irreps(arguments[key])
+    gate = arguments.get("gate")
+    arguments["gate"] = None if gate is None else getattr(torch.nn.functional, gate)
+    arguments["atomic_energies"] = np.asarray(arguments["atomic_energies"], dtype=np.float64)
+    for key in ("atomic_inter_scale", "atomic_inter_shift"):
+        arguments[key] = np.asarray(arguments[key], dtype=np.float64)
+    return arguments
+
+
 def build_members(hyper: dict[str, Any], committee_size: int, seed: int) -> list[torch.nn.Module]:
     """K ``ScaleShiftMACE`` members from the ``hyperparameters`` of a model file; member k from seed ``seed + k``."""
     o3, modules = mace_modules()
-    interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    arguments = _member_arguments(hyper, o3, modules)
     members = []
     state = torch.random.get_rng_state()
     try:
@@ -83,27 +128,7 @@ def build_members(hyper: dict[str, Any], committee_size: int, seed: int) -> list
             warnings.filterwarnings("ignore", r"`torch\.jit\.(save|load)` is deprecated", DeprecationWarning)
             for k in range(committee_size):
                 torch.manual_seed(seed + k)
-                members.append(
-                    modules.ScaleShiftMACE(
-                        r_max=float(hyper["r_max"]),
-                        num_bessel=int(hyper["n_radial"]),
-                        num_polynomial_cutoff=int(hyper["polynomial_cutoff"]),
-                        max_ell=int(hyper["max_ell"]),
-                        interaction_cls=interaction,
-                        interaction_cls_first=interaction,
-                        num_interactions=int(hyper["interactions"]),
-                        num_elements=len(hyper["atomic_numbers"]),
-                        hidden_irreps=o3.Irreps(hyper["hidden_irreps"]),
-                        MLP_irreps=o3.Irreps(f"{int(hyper['readout_channels'])}x0e"),
-                        atomic_energies=np.asarray(hyper["atomic_energies"], dtype=np.float64),
-                        avg_num_neighbors=float(hyper["avg_num_neighbors"]),
-                        atomic_numbers=[int(z) for z in hyper["atomic_numbers"]],
-                        correlation=int(hyper["correlation"]),
-                        gate=torch.nn.functional.silu,
-                        atomic_inter_scale=float(hyper["scale"]),
-                        atomic_inter_shift=0.0,
-                    )
-                )
+                members.append(modules.ScaleShiftMACE(**arguments))
     finally:
         torch.random.set_rng_state(state)
     return members
