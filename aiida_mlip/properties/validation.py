@@ -318,6 +318,7 @@ def validate_property(
     final: Atoms | None = None,
     cutoff: float | None = None,
     plot: str | os.PathLike | None = None,
+    reference_result: Any = None,
 ) -> PropertyValidation:
     """Compute property ``name`` with every committee member and with ``reference``; the table rows.
 
@@ -339,6 +340,9 @@ def validate_property(
         The potential's cutoff (Angstrom), for the phonon supercell check of the members.
     plot
         Phonons: write the band structures of the members and the reference here (PNG).
+    reference_result
+        The reference's result of the kernel, computed elsewhere (e.g. an :class:`~.eos.EOSResult`
+        of :func:`~.eos.fit_equation_of_state` on pw.x energies); used instead of running ``reference``.
 
     Raises
     ------
@@ -356,7 +360,9 @@ def validate_property(
         kwargs["final"] = final
     member_kwargs = dict(kwargs, cutoff=cutoff) if name == "phonons" else kwargs
     computed = committee_property(kernel, atoms, member_calculators(committee), **member_kwargs)
-    found = kernel(atoms, calculator=reference, **kwargs) if reference is not None else None
+    found = reference_result
+    if found is None and reference is not None:
+        found = kernel(atoms, calculator=reference, **kwargs)
     reference_values = found.scalars() if found is not None else None
     basis = reference_values or {key: estimate.mean for key, estimate in computed.estimates.items()}
     rows = [
