@@ -30,6 +30,7 @@ from aiida_mlip.foreground import run_get_node
 from aiida_mlip.properties.eos import fit_equation_of_state, volume_points
 from aiida_mlip.workflows.labelling import LabellingWorkChain
 from aiida_mlip.workflows.validation import ValidationWorkChain
+from tests.calculations.conftest import TINY_TRAINING, emt_aluminium_images
 from tests.conftest import require_component
 from tests.workflows.test_pw_active_learning import FAMILY, si_family  # noqa: F401
 
@@ -225,10 +226,19 @@ def test_the_command_prints_the_committee_beside_pw(validation):
 
 
 @pytest.fixture(scope="module")
-def aluminium_potential(aiida_profile, tiny_model_file):
+def aluminium_potential(aiida_profile, tmp_path_factory):
+    """A committee that knows Al (one epoch on four EMT frames: the refusals need its elements only)."""
     from aiida_mlip.data.potential import PotentialData
+    from aiida_mlip.potentials.frames import Frames
+    from aiida_mlip.potentials.train import save_committee, train_committee
 
-    return PotentialData(file=tiny_model_file).store()
+    settings = dict(TINY_TRAINING, max_epochs=1, min_epochs=1, valid_fraction=0.0)
+    result = train_committee(
+        Frames.from_atoms(emt_aluminium_images(4)), settings, device="cpu", log=lambda *args, **kwargs: None
+    )
+    path = tmp_path_factory.mktemp("al_model") / "model.safetensors"
+    save_committee(result.model, path)
+    return PotentialData(file=path).store()
 
 
 @pytest.mark.parametrize(
