@@ -174,17 +174,12 @@ def test_reference_is_the_fit_of_independent_pw_energies(validation, training_la
 
 def test_pw_calculations_are_descendants_that_feed_the_fit(validation):
     _, node = validation
-    descendants = (
-        orm.QueryBuilder()
-        .append(orm.WorkChainNode, filters={"id": node.pk}, tag="validation")
-        .append(
-            orm.CalcJobNode,
-            with_ancestors="validation",
-            filters={"process_type": "aiida.calculations:quantumespresso.pw"},
-            project="*",
-        )
-        .all(flat=True)
-    )
+    # called by the validation, through LabellingWorkChain and a PwBaseWorkChain each (CALL links)
+    descendants = [
+        called
+        for called in node.called_descendants
+        if called.process_type == "aiida.calculations:quantumespresso.pw"
+    ]
     assert len(descendants) == 5 and all(calculation.is_finished_ok for calculation in descendants)
     called = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
     labelling, fit = called["reference_labelling"], called["reference_fit"]
@@ -192,6 +187,7 @@ def test_pw_calculations_are_descendants_that_feed_the_fit(validation):
     assert labelling.inputs.structures.uuid == called["reference_points"].outputs.result.uuid
     assert fit.inputs.labels.uuid == labelling.outputs.dataset.uuid
     assert fit.outputs.result.uuid == node.outputs.reference_eos.uuid
+    # their outputs are (data-provenance) ancestors of the fit: output_parameters -> pw_label -> dataset
     feeding = (
         orm.QueryBuilder()
         .append(orm.CalcFunctionNode, filters={"id": fit.pk}, tag="fit")
