@@ -7,7 +7,7 @@ from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import echo
 
 from aiida_mlip.cmdline.root import cmd_root
-from aiida_mlip.cmdline.runs import _labeller, _read_overrides
+from aiida_mlip.cmdline.runs import PSEUDO_FAMILY_OPTION, PW_CODE_OPTION, _labeller, _read_overrides
 from aiida_mlip.cmdline.validate import _one_structure
 
 
@@ -64,8 +64,8 @@ def _training_parameters(settings_file: str | None) -> dict:
     show_default=True,
     help="emt, ase:package.module.Class[:JSON kwargs] or pw (with --pw-code and --pseudo-family).",
 )
-@click.option("--pw-code", help="Label of the pw.x code (with --labeller pw).")
-@click.option("--pseudo-family", help="Label of the pseudopotential family (with --labeller pw).")
+@PW_CODE_OPTION
+@PSEUDO_FAMILY_OPTION
 @click.option(
     "--dataset",
     type=types.DataParamType(sub_classes=("aiida.data:mlip.dataset",)),

@@ -80,6 +80,14 @@ def _read_overrides(
     return values
 
 
+#: The options of pw.x labels, shared by the commands that run pw.x (launch, neb, validate).
+PW_CODE_OPTION = click.option("--pw-code", help="Label of the pw.x code (with pw labels; `verdi code list`).")
+PSEUDO_FAMILY_OPTION = click.option(
+    "--pseudo-family",
+    help="Label of the pseudopotential family (with pw labels; `aiida-mlip setup pseudos`).",
+)
+
+
 def _labeller(
     spec: str, pseudo_family: str | None, pw_code: str | None, param_hint: str = "--labeller"
 ) -> dict:
@@ -109,7 +117,7 @@ def _labeller(
         from aiida_mlip.workflows.pw_labels import load_pseudo_family
 
         if not pseudo_family or not pw_code:
-            raise click.UsageError("--labeller pw needs --pw-code and --pseudo-family")
+            raise click.UsageError(f"{param_hint} pw needs --pw-code and --pseudo-family")
         try:
             code = orm.load_code(pw_code)
         except (NotExistent, MultipleObjectsError, ValueError) as exception:
@@ -136,8 +144,8 @@ def _labeller(
 @click.option(
     "--labeller", default="emt", show_default=True, help="emt, ase:package.module.Class[:JSON kwargs] or pw."
 )
-@click.option("--pw-code", help="Label of the pw.x code (with --labeller pw).")
-@click.option("--pseudo-family", help="Label of the pseudopotential family (with --labeller pw).")
+@PW_CODE_OPTION
+@PSEUDO_FAMILY_OPTION
 @click.option(
     "--overrides", type=click.Path(exists=True, dir_okay=False), help="YAML file merged over the protocol."
 )

@@ -7,7 +7,13 @@ from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import echo
 
 from aiida_mlip.cmdline.root import cmd_root
-from aiida_mlip.cmdline.runs import _labeller, _read_overrides, _read_structures
+from aiida_mlip.cmdline.runs import (
+    PSEUDO_FAMILY_OPTION,
+    PW_CODE_OPTION,
+    _labeller,
+    _read_overrides,
+    _read_structures,
+)
 
 
 def _one_structure(source: str, param_hint: str):
@@ -22,14 +28,28 @@ def _one_structure(source: str, param_hint: str):
     return found if isinstance(found, orm.StructureData) else orm.StructureData(ase=found)
 
 
-def _reference(spec: str) -> dict:
-    """``emt`` or ``ase:package.module.Class[:JSON kwargs]``, as the ASE labeller's settings."""
-    if spec == "pw":
-        raise click.BadParameter(
-            "the reference runs here, through ASE: use emt or ase:package.module.Class[:JSON kwargs]",
-            param_hint="--reference",
-        )
-    return _labeller(spec, None, None, param_hint="--reference")["ase"]
+def _reference_inputs(
+    spec: str | None, pw_code: str | None, pseudo_family: str | None, pw_protocol: str
+) -> dict:
+    """The work chain's reference inputs: ``reference`` (``emt``, ``ase:...``) or ``reference_labelling`` (``pw``)."""
+    from aiida import orm
+
+    if spec != "pw" and (pw_code or pseudo_family):
+        raise click.UsageError("--pw-code and --pseudo-family go with --reference pw")
+    if not spec:
+        return {}
+    if spec != "pw":
+        return {"reference": orm.Dict(_labeller(spec, None, None, param_hint="--reference")["ase"])}
+    pw = _labeller(spec, pseudo_family, pw_code, param_hint="--reference")["pw"]
+    return {
+        "reference_labelling": {
+            "pw": {
+                "code": pw["code"],
+                "pseudo_family": orm.Str(pw["pseudo_family"]),
+                "protocol": orm.Str(pw_protocol),
+            }
+        }
+    }
 
 
 @cmd_root.command("validate")
@@ -42,7 +62,16 @@ def _reference(spec: str) -> dict:
 )
 @click.option(
     "--reference",
-    help="Reference calculator: emt or ase:package.module.Class[:JSON kwargs] (as --labeller of launch).",
+    help="Reference: emt or ase:package.module.Class[:JSON kwargs] (run here, through ASE), or pw (pw.x "
+    "on the EOS volume points, through AiiDA; eos only; with --pw-code and --pseudo-family).",
+)
+@PW_CODE_OPTION
+@PSEUDO_FAMILY_OPTION
+@click.option(
+    "--pw-protocol",
+    default="fast",
+    show_default=True,
+    help="PwBaseWorkChain protocol of --reference pw (fast, balanced, stringent).",
 )
 @click.option(
     "--settings",
@@ -56,10 +85,23 @@ def _reference(spec: str) -> dict:
     type=types.DataParamType(sub_classes=("aiida.data:mlip.dataset",)),
     help="DatasetData of the cutoff check [default: the potential's training set].",
 )
-def cmd_validate(potential, structure, properties, reference, settings_file, final, dataset):
+def cmd_validate(
+    potential,
+    structure,
+    properties,
+    reference,
+    pw_code,
+    pseudo_family,
+    pw_protocol,
+    settings_file,
+    final,
+    dataset,
+):
     """Compute properties of a structure with POTENTIAL's committee and a reference; print the comparison.
 
-    STRUCTURE is a file any ASE reader understands, or a StructureData pk.
+    STRUCTURE is a file any ASE reader understands, or a StructureData pk. With --reference pw the
+    volume points of the equation of state are labelled by pw.x jobs (one PwBaseWorkChain each) on the
+    code's computer, and their Birch-Murnaghan fit is the reference of the eos rows.
     """
     from aiida import orm
 
@@ -83,8 +125,7 @@ def cmd_validate(potential, structure, properties, reference, settings_file, fin
         inputs["dataset"] = dataset
     if settings:
         inputs["settings"] = orm.Dict(settings)
-    if reference:
-        inputs["reference"] = orm.Dict(_reference(reference))
+    inputs.update(_reference_inputs(reference, pw_code, pseudo_family, pw_protocol))
     source = f" (settings from --settings {settings_file})" if settings_file else ""
     builder = ValidationWorkChain.get_builder()
     for port, value in inputs.items():
@@ -114,6 +155,12 @@ def _print_validation(node):
         echo.echo(
             f"spurious minima: {found.n_frames} frames labelled by the reference, DatasetData <{found.pk}> "
             "(give it to the active-learning work chain as its `dataset`)"
+        )
+    if "reference_eos" in node.outputs:
+        fit = node.outputs.reference_eos
+        echo.echo(
+            f"reference eos: {fit['n_points']} volume points labelled by {fit['description']}, largest force "
+            f"{fit['max_force']:.2g} eV/Angstrom; its energies and fit: verdi node attributes {fit.pk}"
         )
     if "phonon_bands" in node.outputs:
         echo.echo(

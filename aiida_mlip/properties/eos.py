@@ -24,7 +24,15 @@ from ase.calculators.calculator import Calculator
 from aiida_mlip.properties.checks import require_periodic, resolve_settings
 from aiida_mlip.properties.relax import RelaxSettings, at_fixed_cell, prepare
 
-__all__ = ("EOSResult", "EOSSettings", "birch_murnaghan_fit", "cubic_lattice_constant", "equation_of_state")
+__all__ = (
+    "EOSResult",
+    "EOSSettings",
+    "birch_murnaghan_fit",
+    "cubic_lattice_constant",
+    "equation_of_state",
+    "fit_equation_of_state",
+    "volume_points",
+)
 
 
 class EOSSettings(RelaxSettings):
@@ -87,6 +95,32 @@ class EOSResult:
             values["a0"] = self.lattice_constant
         return values
 
+    def to_dict(self) -> dict:
+        """Everything but ``atoms`` as JSON-able values (lists; a missing pressure is NaN)."""
+        return {
+            "volumes": self.volumes.tolist(),
+            "energies": self.energies.tolist(),
+            "pressures": self.pressures.tolist(),
+            "v0": self.v0,
+            "e0": self.e0,
+            "b0": self.b0,
+            "b0_prime": self.b0_prime,
+            "lattice_constant": self.lattice_constant,
+            "bracketed": self.bracketed,
+        }
+
+    @classmethod
+    def from_dict(cls, atoms: Atoms, values: dict) -> EOSResult:
+        """The result :meth:`to_dict` gave, for the structure ``atoms`` (a pressure of ``None`` is NaN)."""
+        arrays = {
+            key: np.array([np.nan if value is None else value for value in values[key]], dtype=float)
+            for key in ("volumes", "energies", "pressures")
+        }
+        scalars = {
+            key: values[key] for key in ("v0", "e0", "b0", "b0_prime", "lattice_constant", "bracketed")
+        }
+        return cls(atoms=atoms, **arrays, **scalars)
+
 
 def birch_murnaghan_fit(volumes, energies) -> tuple[float, float, float, float]:
     """Fit the third-order Birch-Murnaghan equation of state (Birch, Phys. Rev. 71, 809 (1947)).
@@ -148,6 +182,53 @@ def cubic_lattice_constant(atoms: Atoms, volume: float | None = None, symprec: f
     return a if volume is None else a * (volume / atoms.get_volume()) ** (1.0 / 3.0)
 
 
+def volume_points(structure: Atoms, settings: EOSSettings | dict | None = None) -> list[Atoms]:
+    """The structures of the equation of state: ``structure`` scaled isotropically to ``settings.points`` volumes.
+
+    The volumes are evenly spaced from ``1 - volume_range`` to ``1 + volume_range`` times the volume
+    of ``structure`` (Angstrom^3); atoms keep their fractional positions. Copies without calculator.
+    """
+    settings = resolve_settings(EOSSettings, settings)
+    scales = np.linspace(1 - settings.volume_range, 1 + settings.volume_range, settings.points)
+    points = []
+    for scale in scales:
+        scaled = structure.copy()
+        scaled.set_cell(structure.cell.array * scale ** (1.0 / 3.0), scale_atoms=True)
+        points.append(scaled)
+    return points
+
+
+def fit_equation_of_state(structure: Atoms, volumes, energies, pressures=None) -> EOSResult:
+    """The Birch-Murnaghan fit of energies computed at ``volumes`` (e.g. the :func:`volume_points` of ``structure``).
+
+    Parameters
+    ----------
+    structure
+        The structure the volumes were scaled from (for the cubic lattice constant).
+    volumes, energies, pressures
+        (points,) Angstrom^3 (whole cell), eV, GPa (``None``: unknown, NaN).
+
+    Raises
+    ------
+    ValueError
+        The energies have no minimum over volume.
+    """
+    volumes = np.asarray(volumes, dtype=float)
+    v0, e0, b0, b0_prime = birch_murnaghan_fit(volumes, energies)
+    return EOSResult(
+        atoms=structure,
+        volumes=volumes,
+        energies=np.asarray(energies, dtype=float),
+        pressures=np.full(len(volumes), np.nan) if pressures is None else np.asarray(pressures, dtype=float),
+        v0=v0,
+        e0=e0,
+        b0=b0 / units.GPa,
+        b0_prime=b0_prime,
+        lattice_constant=cubic_lattice_constant(structure, v0),
+        bracketed=bool(volumes.min() <= v0 <= volumes.max()),
+    )
+
+
 def equation_of_state(
     atoms: Atoms, calculator: Calculator | None = None, settings: EOSSettings | dict | None = None
 ) -> EOSResult:
@@ -175,26 +256,11 @@ def equation_of_state(
     settings = resolve_settings(EOSSettings, settings)
     require_periodic(atoms, "an equation of state")
     structure, calculator = prepare(atoms, calculator, settings)
-    scales = np.linspace(1 - settings.volume_range, 1 + settings.volume_range, settings.points)
     volumes, energies, pressures = [], [], []
-    for scale in scales:
-        scaled = structure.copy()
-        scaled.set_cell(structure.cell.array * scale ** (1.0 / 3.0), scale_atoms=True)
-        scaled = at_fixed_cell(scaled, calculator, settings)
-        volumes.append(scaled.get_volume())
-        energies.append(scaled.get_potential_energy())
-        stress = scaled.get_stress() if "stress" in calculator.implemented_properties else np.full(6, np.nan)
+    for point in volume_points(structure, settings):
+        point = at_fixed_cell(point, calculator, settings)
+        volumes.append(point.get_volume())
+        energies.append(point.get_potential_energy())
+        stress = point.get_stress() if "stress" in calculator.implemented_properties else np.full(6, np.nan)
         pressures.append(-stress[:3].mean() / units.GPa)
-    v0, e0, b0, b0_prime = birch_murnaghan_fit(volumes, energies)
-    return EOSResult(
-        atoms=structure,
-        volumes=np.array(volumes),
-        energies=np.array(energies),
-        pressures=np.array(pressures),
-        v0=v0,
-        e0=e0,
-        b0=b0 / units.GPa,
-        b0_prime=b0_prime,
-        lattice_constant=cubic_lattice_constant(structure, v0),
-        bracketed=bool(min(volumes) <= v0 <= max(volumes)),
-    )
+    return fit_equation_of_state(structure, volumes, energies, pressures)

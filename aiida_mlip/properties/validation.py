@@ -350,6 +350,7 @@ def validate_property(
     cutoff: float | None = None,
     plot: str | os.PathLike | None = None,
     frames: Frames | None = None,
+    reference_result: Any = None,
 ) -> PropertyValidation:
     """Compute property ``name`` with every committee member and with ``reference``; the table rows.
 
@@ -373,6 +374,9 @@ def validate_property(
         Phonons: write the band structures of the members and the reference here (PNG).
     frames
         ``cutoff``: the labelled frames it is evaluated on (the potential's training set).
+    reference_result
+        The reference's result of the kernel, computed elsewhere (e.g. an :class:`~.eos.EOSResult`
+        of :func:`~.eos.fit_equation_of_state` on pw.x energies); used instead of running ``reference``.
 
     Raises
     ------
@@ -394,7 +398,9 @@ def validate_property(
         kwargs["final"] = final
     member_kwargs = dict(kwargs, cutoff=cutoff) if name == "phonons" else kwargs
     computed = committee_property(kernel, atoms, member_calculators(committee), **member_kwargs)
-    found = kernel(atoms, calculator=reference, **kwargs) if reference is not None else None
+    found = reference_result
+    if found is None and reference is not None:
+        found = kernel(atoms, calculator=reference, **kwargs)
     reference_values = found.scalars() if found is not None else None
     basis = reference_values or {key: estimate.mean for key, estimate in computed.estimates.items()}
     rows = [

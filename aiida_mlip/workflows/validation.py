@@ -8,9 +8,13 @@ returns the property's rows of the comparison table. ``collect_comparison`` join
 ``comparison`` output. A quantity out of tolerance is a result, reported in the table; a property
 whose calculation fails is an exit code (the others are still computed and returned).
 
-The reference is an ASE calculator in the form of the ASE labeller (``LabelCalculation``'s
-``labeller``): ``{"calculator": "ase.calculators.emt.EMT", "kwargs": {}}``. It runs in this
-process, like the potential.
+The reference is either an ASE calculator in the form of the ASE labeller (``LabelCalculation``'s
+``labeller``): ``{"calculator": "ase.calculators.emt.EMT", "kwargs": {}}``, run in this process like
+the potential; or, for the equation of state, pw.x in the form of the active-learning loop's ``pw``
+labeller (``reference_labelling.pw``: code, pseudo_family, protocol, overrides, options): the EOS
+volume points are labelled by ``LabellingWorkChain`` (one ``PwBaseWorkChain`` each) and fitted by
+``fit_reference_eos`` (see :mod:`aiida_mlip.workflows.reference_eos`), whose result is the reference
+of the ``eos`` rows.
 
 The ``cutoff`` check runs on labelled frames: the ``dataset`` input, or else the potential's
 training set (the ``DatasetData`` its ``training_set_uuid`` names), an input of its calcfunction
@@ -27,15 +31,23 @@ import pathlib
 import tempfile
 
 from aiida import orm
-from aiida.engine import ExitCode, WorkChain, calcfunction, while_
+from aiida.engine import ExitCode, ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.engine.label import check_elements, make_calculator, validate_labeller
 from aiida_mlip.properties.checks import PropertyInputError
+from aiida_mlip.properties.eos import EOSResult
 from aiida_mlip.properties.validation import ValidationSettings, check_inputs, summarise, validate_property
 from aiida_mlip.settings import SettingsError, settings_refusal
+from aiida_mlip.workflows.labelling import LabellingWorkChain
+from aiida_mlip.workflows.reference_eos import (
+    describe_reference,
+    eos_volume_points,
+    fit_reference_eos,
+    validate_labelled_reference,
+)
 
 __all__ = ("ValidationWorkChain", "collect_comparison", "compute_property")
 
@@ -63,8 +75,12 @@ def compute_property(
     reference: orm.Dict | None = None,
     final: orm.StructureData | None = None,
     dataset: DatasetData | None = None,
+    reference_result: orm.Dict | None = None,
 ):
     """Property ``name`` with every member of ``potential`` and with ``reference``, on ``structure``.
+
+    ``reference_result``: instead of ``reference``, the reference's result computed elsewhere (``eos``:
+    the ``result`` of :func:`~aiida_mlip.workflows.reference_eos.fit_reference_eos`).
 
     Returns ``result`` (``rows``: the table rows, see
     :class:`~aiida_mlip.properties.validation.PropertyValidation`; ``details``), for phonons
@@ -75,6 +91,9 @@ def compute_property(
     values = ValidationSettings.from_mapping(settings.get_dict())
     committee = potential.get_calculator(device=values.device, dtype=values.dtype)
     reference_calculator = make_calculator(reference.get_dict()) if reference is not None else None
+    found_reference = None
+    if reference_result is not None:  # only eos has one (LABELLED_REFERENCE_PROPERTIES)
+        found_reference = EOSResult.from_dict(structure.get_ase(), reference_result.get_dict())
     with tempfile.TemporaryDirectory() as folder:
         try:
             found = validate_property(
@@ -87,6 +106,7 @@ def compute_property(
                 cutoff=potential.cutoff,
                 plot=pathlib.Path(folder) / "phonon_bands.png",
                 frames=dataset.get_frames() if dataset is not None else None,
+                reference_result=found_reference,
             )
         except Exception as exception:  # any failure of the kernel is this property's failure
             message = " ".join(str(exception).split())
@@ -111,11 +131,12 @@ def compute_property(
 def collect_comparison(failures: orm.Dict | None = None, reference: orm.Dict | None = None, **results):
     """One comparison table from the ``result`` of every ``compute_property`` (see :func:`~aiida_mlip.properties.validation.summarise`).
 
-    ``failures``: ``{property: message}`` of the properties whose calculation failed.
+    ``failures``: ``{property: message}`` of the properties whose calculation failed. ``reference``:
+    the ASE reference, or the fit of a labelled (pw.x) one.
     """
     validations = {name: result.get_dict() for name, result in results.items()}
     validations.update({name: {"error": message} for name, message in (failures or {}).items()})
-    label = reference["calculator"] if reference is not None else None
+    label = describe_reference(reference.get_dict()) if reference is not None else None
     return orm.Dict(summarise(validations, reference=label))
 
 
@@ -202,7 +223,7 @@ def validate_inputs(inputs, _):
             check_elements(inputs["reference"].get_dict(), structure.get_symbols_set())
         except ValueError as exception:
             return f"invalid reference: {exception}"
-    return None
+    return validate_labelled_reference(inputs, settings)
 
 
 class ValidationWorkChain(WorkChain):
@@ -238,6 +259,18 @@ class ValidationWorkChain(WorkChain):
             validator=validate_reference,
             help="Reference ASE calculator, as the ASE labeller: `calculator` (import path), `kwargs`.",
         )
+        spec.expose_inputs(
+            LabellingWorkChain,
+            namespace="reference_labelling",
+            include=("pw", "max_concurrent"),
+            namespace_options={
+                "required": False,
+                "populate_defaults": False,
+                "validator": None,
+                "help": "Reference computed by labelling (eos only): `pw` (code, pseudo_family, protocol, "
+                "overrides, options), as the active-learning loop's pw labeller; `max_concurrent` pw.x runs.",
+            },
+        )
         spec.input(
             "final_structure",
             valid_type=orm.StructureData,
@@ -251,7 +284,12 @@ class ValidationWorkChain(WorkChain):
             help="Labelled frames of the cutoff check (default: the potential's training set).",
         )
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.setup, while_(cls.has_next)(cls.compute), cls.results)
+        spec.outline(
+            cls.setup,
+            if_(cls.has_labelled_reference)(cls.label_reference, cls.fit_reference),
+            while_(cls.has_next)(cls.compute),
+            cls.results,
+        )
         spec.output(
             "comparison",
             valid_type=orm.Dict,
@@ -278,11 +316,24 @@ class ValidationWorkChain(WorkChain):
             required=False,
             help="The spurious minima labelled by the reference: a `dataset` for the active-learning work chain.",
         )
+        spec.output(
+            "reference_eos",
+            valid_type=orm.Dict,
+            required=False,
+            help="With `reference_labelling`: the reference's volumes (Angstrom^3), energies (eV), pressures "
+            "(GPa) and Birch-Murnaghan fit (see fit_reference_eos).",
+        )
         spec.exit_code(
             401, "ERROR_PROPERTY_FAILED", message="The calculation of {properties} failed: {message}"
         )
         spec.exit_code(
             402, "ERROR_ALL_PROPERTIES_FAILED", message="Every property calculation failed: {message}"
+        )
+        spec.exit_code(
+            403,
+            "ERROR_SUB_PROCESS_FAILED_REFERENCE_LABELLING",
+            message="The labelling of the reference's volume points <{pk}> failed with exit status {status}: "
+            "{message}",
         )
 
     def setup(self):
@@ -292,12 +343,59 @@ class ValidationWorkChain(WorkChain):
         self.ctx.settings = orm.Dict(settings.to_dict())
         self.ctx.results, self.ctx.failures = {}, {}
         potential, structure = self.inputs.potential, self.inputs.structure
-        reference = self.inputs.get("reference")
+        if "reference" in self.inputs:
+            reference = self.inputs.reference["calculator"]
+        elif self.has_labelled_reference():
+            pw = self.inputs.reference_labelling.pw
+            reference = (
+                f"pw.x ({pw.pseudo_family.value}, protocol {pw.protocol.value}) on the EOS volume points"
+            )
+        else:
+            reference = "none"
         self.report(
             f"validating potential <{potential.pk}> (committee of {potential.committee_size}) on "
-            f"{structure.get_formula()} <{structure.pk}>: {', '.join(settings.properties)}; reference: "
-            + (reference["calculator"] if reference is not None else "none")
+            f"{structure.get_formula()} <{structure.pk}>: {', '.join(settings.properties)}; reference: {reference}"
         )
+
+    def has_labelled_reference(self):
+        """Whether the reference is labelled through ``LabellingWorkChain`` (pw.x) rather than an ASE calculator."""
+        return bool(self.inputs.get("reference_labelling", {}).get("pw"))
+
+    def label_reference(self):
+        """Make the EOS volume points of the structure and label them (``LabellingWorkChain``, pw.x)."""
+        points = eos_volume_points(
+            self.inputs.structure, self.ctx.settings, metadata={"call_link_label": "reference_points"}
+        )
+        inputs = self.exposed_inputs(LabellingWorkChain, namespace="reference_labelling")
+        inputs["structures"] = points
+        inputs["metadata"] = {"call_link_label": "reference_labelling"}
+        self.report(f"labelling the {points.n_frames} volume points of the reference equation of state")
+        return ToContext(reference_labelling=self.submit(LabellingWorkChain, **inputs))
+
+    def fit_reference(self):
+        """Fit the reference's equation of state to the labelled energies (``fit_reference_eos``)."""
+        labelling = self.ctx.reference_labelling
+        if not labelling.is_finished_ok or "dataset" not in labelling.outputs:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_REFERENCE_LABELLING.format(
+                pk=labelling.pk, status=labelling.exit_status, message=labelling.exit_message
+            )
+        _, node = fit_reference_eos.run_get_node(
+            self.inputs.structure, labelling.outputs.dataset, metadata={"call_link_label": "reference_fit"}
+        )
+        if not node.is_finished_ok:
+            self.ctx.failures["eos"] = node.exit_message or f"exit status {node.exit_status}"
+            self.ctx.todo.remove("eos")
+            self.report(f"eos: FAILED ({node.process_label}<{node.pk}>): {self.ctx.failures['eos']}")
+            return None
+        self.ctx.reference_eos = node.outputs.result
+        self.out("reference_eos", node.outputs.result)
+        fit = node.outputs.result
+        self.report(
+            f"reference eos from {fit['n_points']} points: V0 {fit['v0']:.4f} Angstrom^3, B0 {fit['b0']:.2f} GPa"
+            + (f", a0 {fit['lattice_constant']:.4f} Angstrom" if fit["lattice_constant"] is not None else "")
+            + f" ({node.process_label}<{node.pk}>)"
+        )
+        return None
 
     def has_next(self):
         return bool(self.ctx.todo)
@@ -316,6 +414,8 @@ class ValidationWorkChain(WorkChain):
                 inputs[key] = self.inputs[port]
         if name == "cutoff":
             inputs["dataset"] = cutoff_frames(self.inputs.potential, self.inputs.get("dataset"))
+        if name == "eos" and "reference_eos" in self.ctx:
+            inputs["reference_result"] = self.ctx.reference_eos
         _, node = compute_property.run_get_node(**inputs, metadata={"call_link_label": name})
         if not node.is_finished_ok:
             self.ctx.failures[name] = node.exit_message or f"exit status {node.exit_status}"
@@ -334,6 +434,8 @@ class ValidationWorkChain(WorkChain):
             inputs["failures"] = orm.Dict(self.ctx.failures)
         if "reference" in self.inputs:
             inputs["reference"] = self.inputs.reference
+        elif "reference_eos" in self.ctx:
+            inputs["reference"] = self.ctx.reference_eos
         comparison = collect_comparison(**inputs, metadata={"call_link_label": "comparison"})
         self.out("comparison", comparison)
         for name, result in self.ctx.results.items():

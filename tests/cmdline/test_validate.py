@@ -127,7 +127,12 @@ def test_status_lists_the_validations_of_a_runs_potential(potential):
             "Critical: refused: the phonon supercell is 7.01 Angstrom wide (face-to-face widths "
             "[7.01, 7.01, 7.01]), under twice the potential's cutoff of 4 Angstrom",
         ),
-        (["--reference", "pw"], "the reference runs here, through ASE"),
+        (["--reference", "pw"], "--reference pw needs --pw-code and --pseudo-family"),
+        (
+            ["--reference", "emt", "--pseudo-family", "debian/pbe"],
+            "--pw-code and --pseudo-family go with --reference pw",
+        ),
+        (["--reference", "pw", "--pw-code", "nothere", "--pseudo-family", "x"], "no code 'nothere'"),
         (["--reference", "ase:ase.calculators.emt.EMT:{oops"], "are not valid JSON"),
         (
             ["--reference", "ase:ase.calculators.nothere.X"],

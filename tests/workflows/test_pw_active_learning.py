@@ -86,7 +86,7 @@ MAX_FORCE_RMSE = 0.15  # eV/Angstrom
 MAX_ENERGY_RMSE = 0.01  # eV/atom
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def si_family(aiida_profile):
     """The Debian pslibrary Si pseudopotential as a family recommending 20 and 80 Ry."""
     require_component((PSEUDO_FOLDER / SI_PSEUDO).exists(), "Debian's quantum-espresso-data pseudopotentials")
