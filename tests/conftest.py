@@ -57,6 +57,20 @@ def require_component(available: bool, name: str) -> None:
     pytest.skip(f"{name} is not available on this machine")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for pytest-xdist's ``--dist loadgroup`` (``make test``).
+
+    Each test file is one group, so its module fixtures are made once, on one worker (as with
+    ``--dist loadfile``); the files that read the session's ``finished_run`` form one group, so
+    that run is made once, not on every worker.
+    """
+    shared = {item.path for item in items if "finished_run" in getattr(item, "fixturenames", ())}
+    for item in items:
+        group = "finished_run" if item.path in shared else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_report_header(config):
     return f"aiida-mlip test profile backend: {services_backend()}"
 

@@ -58,6 +58,7 @@ def ordinary_profile(aiida_profile, aiida_config):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the orchestration overhead it bounds is wall time: measured on an otherwise quiet machine
 def test_foreground_launch_overhead_is_seconds_not_minutes(ordinary_profile, tmp_path):
     name, environment = ordinary_profile
     bin_dir = os.path.dirname(sys.executable)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 
+import pytest
 from aiida import orm
 from aiida.engine import submit
 
@@ -34,6 +35,7 @@ def can_restart_rabbitmq(profile) -> bool:
         return False
 
 
+@pytest.mark.serial  # every worker's daemon and runner talk to this RabbitMQ
 def test_run_completes_after_rabbitmq_restarts(
     aiida_profile, aluminium_dataset, engine_code, started_daemon_client
 ):

@@ -4,6 +4,12 @@ Each test runs one real iteration (initial labels, a tiny committee, exploration
 special walker from the same start at the same temperature, selection, EMT labels, retraining) and
 follows the provenance from the exploration's candidate pool through the selection to the final
 dataset: the special walker's frames are explored, selected and labelled.
+
+Both are claims about the science (a walker crosses a barrier that plain MD does not; the ring
+polymer's frames reach the dataset), marked ``science`` and run by ``make science``; the code paths
+they pass through are tested in ``make test`` (the explore executable's metadynamics and
+path-integral walkers in ``tests/engine/test_explore_executable.py``, the work chain's exploration,
+selection and labelling steps in ``tests/workflows/test_active_learning*.py``).
 """
 
 import numpy as np
@@ -97,6 +103,7 @@ def _overrides(md: dict, temperature: float, budget: int) -> dict:
     }
 
 
+@pytest.mark.science
 def test_metadynamics_walker_hops_and_its_crossing_frames_are_labelled(engine_code):
     """A vacancy hop in Al: the metadynamics walker crosses, the plain one at 300 K does not (same
     steps, same committee); the crossing frames reach the selection and the dataset with EMT labels."""
@@ -155,6 +162,7 @@ def hydrogen_in_aluminium() -> Atoms:
     return atoms
 
 
+@pytest.mark.science
 def test_path_integral_walker_beads_are_selected_and_labelled(engine_code):
     """H in Al: walker 1 runs ring-polymer MD with 8 beads inside the iteration, its bead frames are
     selected and labelled by EMT; walker 0 (classical) has no bead."""
