@@ -22,6 +22,12 @@ exception is an iteration that meets the accuracy criterion but whose ``patience
 complete yet: the run goes on to confirm it. Reaching ``max_iterations`` without converging is
 the criterion ``max_iterations``.
 
+A run can converge before its exploration schedule's last entry (at 300 K of a 300 -> 1000 K
+schedule, say): then the committee was judged accurate only where it has explored. The decision
+says so (``schedule_completed`` is False and the reason names the entries never explored), so that
+the report, the exit message and ``aiida-mlip status`` do not let it pass for a potential checked
+at the last entry's temperatures.
+
 The work chain's ``check_convergence`` and the AiiDA-free loop both call :func:`decide`; no other
 code decides convergence. No AiiDA import.
 """
@@ -120,6 +126,8 @@ class ConvergenceDecision:
     properties_met : bool
         Every quantity of ``convergence.properties`` is within its tolerances (True when it is
         not set); the judgement of each is in the record's ``properties``.
+    schedule_completed : bool
+        This iteration explored at the exploration schedule's last entry (or past it).
     """
 
     converged: bool
@@ -130,6 +138,7 @@ class ConvergenceDecision:
     streak: int
     rmse_met: bool
     properties_met: bool = True
+    schedule_completed: bool = True
 
     def to_dict(self) -> dict:
         """The decision as plain values (for the history record)."""
@@ -150,6 +159,7 @@ def decide(
     record: Mapping,
     history: Sequence[Mapping],
     settings: ConvergenceSettings | Mapping | None = None,
+    stages: int = 1,
 ) -> ConvergenceDecision:
     """Decide whether the run converged, goes on, or stops unconverged after this iteration.
 
@@ -165,6 +175,9 @@ def decide(
         The records of the earlier iterations, oldest first (this one not included).
     settings
         The convergence block (a mapping is read through ``ConvergenceSettings.from_mapping``).
+    stages
+        Entries of the exploration schedule (iteration ``i`` explores at entry ``min(i, stages) - 1``):
+        a decision before the last one says so (``schedule_completed``).
 
     Returns
     -------
@@ -200,19 +213,27 @@ def decide(
     properties_met, properties_text = _properties(record, settings.properties)
     rmse_text += properties_text
 
+    iteration = int(record.get("iteration") or len(history) + 1)
+    completed = iteration >= stages
+
     def decision(converged, stop, criterion, reason):
         return ConvergenceDecision(
-            converged, stop, criterion, reason, fraction, streak, rmse_met, properties_met
+            converged, stop, criterion, reason, fraction, streak, rmse_met, properties_met, completed
         )
 
     if met and streak >= settings.patience and rmse_met and properties_met:
+        unexplored = (
+            ""
+            if completed
+            else f"; at schedule entry {iteration} of {stages}: the accuracy was judged where it has "
+            f"explored, not at the temperatures of entries {iteration + 1}-{stages}"
+        )
         return decision(
             True,
             True,
             CONVERGED,
-            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})" + rmse_text,
+            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})" + rmse_text + unexplored,
         )
-    iteration = int(record.get("iteration") or len(history) + 1)
     waiting = met and streak < settings.patience
     if not int(record.get("n_labelled") or 0) and not waiting:
         if n_checked == 0 or n_failed == n_checked:

@@ -455,7 +455,7 @@ def run_active_learning(
                 judged_model = model
             record["properties"] = judged
             record["times"]["properties"] = time.perf_counter() - began
-        decision = decide(record, history, settings.convergence)
+        decision = decide(record, history, settings.convergence, len(settings.schedule))
         record["convergence"] = decision.to_dict()
         close_record(record, [initial_record, *history], len(dataset), time.perf_counter() - start)
         history.append(record)

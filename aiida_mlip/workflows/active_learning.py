@@ -530,7 +530,8 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
             self.ctx.dataset.n_frames if self.ctx.dataset is not None else 0,
             time.time() - self.ctx.iteration_start,
         )
-        decision = decide(record, self.ctx.history, self.inputs.convergence.get_dict()).to_dict()
+        stages = len(self.inputs.exploration.get_dict()["schedule"])
+        decision = decide(record, self.ctx.history, self.inputs.convergence.get_dict(), stages).to_dict()
         record["convergence"] = decision
         self.ctx.decision = decision
         self.ctx.history.append(dict(record))

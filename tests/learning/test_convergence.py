@@ -106,3 +106,16 @@ def test_settings_keep_todays_names_and_refuse_nonsense():
         ConvergenceSettings.from_mapping({"patiense": 2})
     # a mapping is read through the settings model
     assert decide(record(accurate=1), [], {"accurate_fraction": 0.5}).converged
+
+
+def test_convergence_before_the_last_schedule_entry_says_so():
+    early = decide(record(iteration=1, accurate=20), [], FAST, stages=3)
+    assert early.converged and not early.schedule_completed
+    assert "at schedule entry 1 of 3" in early.reason and "entries 2-3" in early.reason
+    assert early.to_dict()["schedule_completed"] is False
+    history = [record(iteration=1, accurate=1, candidate=19, labelled=8)] * 2
+    last = decide(record(iteration=3, accurate=20), history, FAST, stages=3)
+    assert last.converged and last.schedule_completed and "schedule entry" not in last.reason
+    # past the end of the schedule (its last entry repeats) and with no schedule given
+    assert decide(record(iteration=5, accurate=20), history * 2, FAST, stages=3).schedule_completed
+    assert decide(record(iteration=1, accurate=20), [], FAST).schedule_completed
