@@ -1,10 +1,11 @@
 """Walkers in lockstep: one batched committee evaluation per MD step for all of them.
 
 Each walker runs the very code of the one-walker path (:func:`~aiida_mlip.exploration.md.run_walker`:
-the same ASE integrator, random stream, checks, records and stops) in a thread of its own, with a
-:class:`LockstepCalculator` in place of the committee. The threads never run at the same time: the
-driver (:func:`run_in_lockstep`) hands control to one walker after the other, each running until it
-asks its calculator for a new configuration (or ends); then every pending configuration goes through
+the same ASE integrator, random stream, checks, records and stops) as a coroutine of its own (a
+greenlet; a thread where greenlet is missing), with a :class:`LockstepCalculator` in place of the
+committee. The walkers never run at the same time: the driver (:func:`run_in_lockstep`) hands
+control to one walker after the other, each running until it asks its calculator for a new
+configuration (or ends); then every pending configuration goes through
 the committee in one forward pass (:meth:`~aiida_mlip.potentials.calculator.CommitteeCalculator.evaluate_many`,
 a batch of graphs), each walker gets its own slice of the results, and the next round begins.
 
@@ -23,9 +24,15 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from aiida_mlip.potentials.neighbours import VerletList
+
+try:  # switches between walkers in one thread, in about a microsecond
+    import greenlet
+except ImportError:  # pragma: no cover - greenlet is a dependency; threads do the same, slower
+    greenlet = None
 
 __all__ = ("LockstepCalculator", "can_batch", "run_in_lockstep")
 
@@ -36,15 +43,75 @@ def can_batch(calculator) -> bool:
 
 
 class _Walker:
-    """A walker's thread and its hand-over state."""
+    """A walker's task and its hand-over state; subclasses say how control passes to and fro."""
 
-    def __init__(self) -> None:
-        self.resume = threading.Semaphore(0)
-        self.request = None  # the configuration it waits for
+    def __init__(self, task: Callable[[Calculator], Any], calculator) -> None:
+        self.task = task
+        self.calculator = calculator
+        self.request: LockstepCalculator | None = None  # the calculator call it waits on
         self.answer: dict | Exception | None = None
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def body(self) -> None:
+        try:
+            self.result = self.task(LockstepCalculator(self.calculator, self))
+        except BaseException as error:  # handed to the driver, raised there
+            self.error = error
+        finally:
+            self.done = True
+
+    def advance(self) -> None:
+        """(driver) Let the walker run until its next calculator call or its end."""
+        raise NotImplementedError
+
+    def wait(self) -> None:
+        """(walker) Hand control back to the driver until the answer is there."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """(driver) Clean up after the walker ended."""
+
+
+class _GreenletWalker(_Walker):
+    def __init__(self, task, calculator) -> None:
+        super().__init__(task, calculator)
+        self.driver = greenlet.getcurrent()
+        self.greenlet = greenlet.greenlet(self.body, parent=self.driver)
+
+    def advance(self) -> None:
+        self.greenlet.switch()
+
+    def wait(self) -> None:
+        self.driver.switch()
+
+
+class _ThreadWalker(_Walker):
+    def __init__(self, task, calculator) -> None:
+        super().__init__(task, calculator)
+        self.resume = threading.Semaphore(0)
+        self.paused = threading.Semaphore(0)
+        self.thread = threading.Thread(target=self.threaded, daemon=True)
+        self.thread.start()
+
+    def threaded(self) -> None:
+        self.resume.acquire()
+        try:
+            self.body()
+        finally:
+            self.paused.release()
+
+    def advance(self) -> None:
+        self.resume.release()
+        self.paused.acquire()
+
+    def wait(self) -> None:
+        self.paused.release()
+        self.resume.acquire()
+
+    def finish(self) -> None:
+        self.thread.join()
 
 
 class LockstepCalculator(Calculator):
@@ -56,15 +123,14 @@ class LockstepCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, committee, walker: _Walker, paused: threading.Semaphore, **kwargs) -> None:
+    def __init__(self, committee, walker: _Walker, **kwargs) -> None:
         super().__init__(**kwargs)
         self.committee = committee
         self.walker = walker
-        self.paused = paused
         self.neighbours = VerletList(committee.cutoff, committee.neighbours.skin)
 
     def __getattr__(self, name):
-        if name in ("committee", "walker", "paused", "neighbours"):
+        if name in ("committee", "walker", "neighbours"):
             raise AttributeError(name)
         return getattr(self.committee, name)
 
@@ -72,8 +138,7 @@ class LockstepCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         walker = self.walker
         walker.request = self
-        self.paused.release()  # back to the driver, which evaluates the round
-        walker.resume.acquire()
+        walker.wait()  # the driver evaluates the round
         answer, walker.answer = walker.answer, None
         if isinstance(answer, Exception):
             raise answer
@@ -81,7 +146,10 @@ class LockstepCalculator(Calculator):
 
 
 def run_in_lockstep(
-    calculator, tasks: Sequence[Callable[[Calculator], Any]], log: Callable[[str], Any] | None = None
+    calculator,
+    tasks: Sequence[Callable[[Calculator], Any]],
+    log: Callable[[str], Any] | None = None,
+    threads: bool = False,
 ) -> list[Any]:
     """Run ``tasks[i](calculator_i)`` for every i in lockstep, the committee evaluated once per round.
 
@@ -94,6 +162,10 @@ def run_in_lockstep(
         :func:`~aiida_mlip.exploration.md.run_walker` call.
     log
         Receives one line at the end: rounds and the mean batch size.
+    threads
+        Run each task in a thread of its own (only one runs at a time) instead of a greenlet;
+        the default where greenlet is not installed. The results are the same; a hand-over between
+        threads costs an operating-system wake-up, which on a loaded machine is a whole time slice.
 
     Returns
     -------
@@ -101,43 +173,26 @@ def run_in_lockstep(
         What each task returned, in order. An exception raised by a task is raised here once every
         other task has finished.
     """
-    paused = threading.Semaphore(0)
-    walkers = [_Walker() for _ in tasks]
-
-    def body(walker: _Walker, task: Callable[[Calculator], Any]) -> None:
-        walker.resume.acquire()
-        try:
-            walker.result = task(LockstepCalculator(calculator, walker, paused))
-        except BaseException as error:  # handed to the driver, raised there
-            walker.error = error
-        finally:
-            walker.done = True
-            paused.release()
-
-    threads = [
-        threading.Thread(target=body, args=(walker, task), daemon=True, name=f"walker-{index}")
-        for index, (walker, task) in enumerate(zip(walkers, tasks, strict=True))
-    ]
-    for thread in threads:
-        thread.start()
+    kind = _ThreadWalker if threads or greenlet is None else _GreenletWalker
+    walkers = [kind(task, calculator) for task in tasks]
     running, rounds, evaluated = list(walkers), 0, 0
     while running:
         for walker in running:  # one at a time: each runs until its next request, or ends
-            walker.resume.release()
-            paused.acquire()
+            walker.advance()
         running = [walker for walker in running if not walker.done]
         if not running:
             break
         requests = [walker.request for walker in running]
-        answers = calculator.evaluate_many(
-            [request.atoms for request in requests], [request.neighbours for request in requests]
-        )
+        with np.errstate(all="ignore"):  # as the walkers' own integration steps: exploded frames are outcomes
+            answers = calculator.evaluate_many(
+                [request.atoms for request in requests], [request.neighbours for request in requests]
+            )
         for walker, answer in zip(running, answers, strict=True):
             walker.answer = answer
         rounds += 1
         evaluated += len(running)
-    for thread in threads:
-        thread.join()
+    for walker in walkers:
+        walker.finish()
     if log is not None and rounds:
         log(
             f"lockstep: {len(tasks)} walkers, {rounds} batched evaluations of {evaluated / rounds:.1f} on average"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aiida_mlip.exploration import ExploreParameters, explore, write_exploration
+from aiida_mlip.exploration import lockstep as lockstep_module
 from aiida_mlip.exploration.lockstep import run_in_lockstep
 from aiida_mlip.potentials import load_calculator
 from aiida_mlip.selection.trust import TrustWindow
@@ -94,8 +95,14 @@ def test_lockstep_walkers_follow_the_one_walker_trajectories(calculator, ensembl
     assert len(energies) == 4
 
 
-def test_a_walker_that_breaks_leaves_the_batch(calculator, tmp_path):
-    """The rattled walker breaks and the collapsed one explodes at the first check; the others go on."""
+@pytest.mark.parametrize("hand_over", ["greenlet", "threads"])
+def test_a_walker_that_breaks_leaves_the_batch(calculator, tmp_path, monkeypatch, hand_over):
+    """The rattled walker breaks and the collapsed one explodes at the first check; the others go on.
+
+    The same with the walkers as threads (where greenlet is not installed).
+    """
+    if hand_over == "threads":
+        monkeypatch.setattr(lockstep_module, "greenlet", None)
     one_by_one, lockstep = run_both(
         starts(),
         calculator,
@@ -153,12 +160,13 @@ def test_bias_walkers_run_alone_and_errors_come_back(calculator):
         atoms.calc = walker_calculator
         return atoms.get_potential_energy()
 
-    with pytest.raises(RuntimeError, match="walker task failed"):
-        run_in_lockstep(calculator, [fine, fails, fine])
-    energy = run_in_lockstep(calculator, [fine, fine])
     atoms = aluminium()
     atoms.calc = calculator
-    assert energy == pytest.approx([atoms.get_potential_energy()] * 2, abs=1e-10)
+    for threads in (False, True):
+        with pytest.raises(RuntimeError, match="walker task failed"):
+            run_in_lockstep(calculator, [fine, fails, fine], threads=threads)
+        energy = run_in_lockstep(calculator, [fine, fine], threads=threads)
+        assert energy == pytest.approx([atoms.get_potential_energy()] * 2, abs=1e-10)
 
 
 def test_mace_walkers_in_lockstep(tmp_path):
