@@ -20,6 +20,10 @@ disagrees; one named by ``parameters.metadynamics`` lays well-tempered hills on 
 ``parameters.path_integral`` runs ring-polymer MD (:mod:`~aiida_mlip.exploration.pimd`), its
 least trusted bead being the checked frame.
 
+With ``parameters.batched`` (the default) the plain walkers of one exploration run in lockstep,
+one batched committee evaluation per MD step for all of them (:mod:`~aiida_mlip.exploration.lockstep`);
+the trajectories and records are those of one walker after the other.
+
 Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 """
 
