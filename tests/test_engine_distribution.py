@@ -35,7 +35,18 @@ SCRIPTS = {
     "aiida-mlip-select": "aiida_mlip.engine.select:main",
     "aiida-mlip-label": "aiida_mlip.engine.label:main",
 }
-ENGINE_DEPENDENCIES = {"torch", "ase", "numpy", "scipy", "h5py", "safetensors", "vesin", "pyyaml", "pydantic"}
+ENGINE_DEPENDENCIES = {
+    "torch",
+    "ase",
+    "numpy",
+    "scipy",
+    "h5py",
+    "safetensors",
+    "vesin",
+    "pyyaml",
+    "pydantic",
+    "greenlet",
+}
 
 # Put first on PYTHONPATH: ``import aiida`` (and any ``aiida.*``) raises ImportError in that interpreter.
 BLOCK_AIIDA = '''\

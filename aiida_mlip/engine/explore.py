@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         for note in active_set.notes:
             log(f"active set: {note}")
         grade = grader(calculator, active_set, kind=args.features)
+    lockstep = " in lockstep" if parameters.batched and parameters.walkers > 1 else ""
     log(
-        f"aiida-mlip-explore: {parameters.walkers} walker(s), {parameters.ensemble.upper()}, {parameters.steps} steps of "
+        f"aiida-mlip-explore: {parameters.walkers} walker(s){lockstep}, {parameters.ensemble.upper()}, {parameters.steps} steps of "
         f"{parameters.timestep} fs, T {parameters.temperature[0]}..{parameters.temperature[1]} K, "
         f"trust window [{parameters.trust.lo}, {parameters.trust.hi}) eV/A, break at {parameters.break_threshold} eV/A"
     )

@@ -20,6 +20,10 @@ disagrees; one named by ``parameters.metadynamics`` lays well-tempered hills on 
 ``parameters.path_integral`` runs ring-polymer MD (:mod:`~aiida_mlip.exploration.pimd`), its
 least trusted bead being the checked frame.
 
+With ``parameters.batched`` (the default) the plain walkers of one exploration run in lockstep,
+one batched committee evaluation per MD step for all of them (:mod:`~aiida_mlip.exploration.lockstep`);
+the trajectories and records are those of one walker after the other.
+
 Units: K, GPa, fs, eV, eV/Angstrom, Angstrom.
 """
 
@@ -48,6 +52,7 @@ except ImportError:  # pragma: no cover - older ASE
 
 
 from .bias import UncertaintyBias
+from .lockstep import can_batch, run_in_lockstep
 from .metadynamics import MetadynamicsBias
 from .parameters import ExploreParameters
 from .pimd import RingPolymerDynamics
@@ -358,6 +363,12 @@ def run_walker(
     return result
 
 
+def _runs_alone(parameters: ExploreParameters, walker: int) -> bool:
+    """Whether a bias, metadynamics or path-integral block names this walker (no lockstep for it)."""
+    blocks = (parameters.bias, parameters.metadynamics, parameters.path_integral)
+    return any(block is not None and block.applies_to(walker) for block in blocks)
+
+
 def explore(
     structures: Sequence[Atoms],
     calculator,
@@ -365,15 +376,32 @@ def explore(
     grade: Callable[[Atoms], float] | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> ExplorationResult:
-    """Run ``parameters.walkers`` independent walkers; walker ``i`` starts from ``structures[i % len]``."""
+    """Run ``parameters.walkers`` independent walkers; walker ``i`` starts from ``structures[i % len]``.
+
+    With ``parameters.batched`` (and a calculator with ``evaluate_many``), the plain walkers run in
+    lockstep, one batched committee evaluation per MD step (:mod:`.lockstep`); the walkers of a
+    bias, metadynamics or path-integral block run one after the other afterwards. Either way the
+    result lists the walkers in order.
+    """
     if len(structures) == 0:
         raise ValueError("no start structures given")
-    walkers = []
-    for index in range(parameters.walkers):
+
+    def walker_run(index: int) -> Callable[[Any], WalkerResult]:
         structure_index = index % len(structures)
-        walkers.append(
-            run_walker(
-                structures[structure_index], calculator, parameters, index, structure_index, grade, log
-            )
+        return lambda walker_calculator: run_walker(
+            structures[structure_index], walker_calculator, parameters, index, structure_index, grade, log
         )
-    return ExplorationResult(parameters=parameters, walkers=walkers)
+
+    lockstep = []
+    if parameters.batched and can_batch(calculator):
+        lockstep = [index for index in range(parameters.walkers) if not _runs_alone(parameters, index)]
+    walkers: dict[int, WalkerResult] = {}
+    if len(lockstep) > 1:
+        results = run_in_lockstep(calculator, [walker_run(index) for index in lockstep], log)
+        walkers.update(zip(lockstep, results, strict=True))
+    for index in range(parameters.walkers):
+        if index not in walkers:
+            walkers[index] = walker_run(index)(calculator)
+    return ExplorationResult(
+        parameters=parameters, walkers=[walkers[index] for index in range(parameters.walkers)]
+    )

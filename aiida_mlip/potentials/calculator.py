@@ -9,6 +9,7 @@ one more batched pass through the descriptor; on the other calls only the commit
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -117,42 +118,87 @@ class CommitteeCalculator(Calculator):
             for k in range(self.committee_size)
         ]
 
-    def _batch(self, atoms: Atoms):
-        slots = self.neighbours.update(atoms.positions, atoms.cell.array, atoms.pbc)
+    def _batch(self, atoms: Atoms, neighbours: VerletList | None = None):
+        slots = (neighbours or self.neighbours).update(atoms.positions, atoms.cell.array, atoms.pbc)
         return self.model.batch(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, slots=slots)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
         with_spread = self.calls % self.spread_every == 0
         self.calls += 1
-        periodic = bool(atoms.pbc.all())
-        with torch.no_grad():
-            output = self.model(
-                self._batch(atoms), committee=with_spread, forces=True, strain_derivative=periodic
-            )
-        energy = output["energy"][..., 0].double().cpu().numpy()
-        atomic = output["atomic_energies"].double().cpu().numpy()
-        forces = output["forces"].double().cpu().numpy()
-        strain = output["strain_derivative"][..., 0, :, :].double().cpu().numpy() if periodic else None
-        results = {}
-        if with_spread:
-            mean_forces = forces.mean(0)
-            deviation = np.sqrt(((forces - mean_forces) ** 2).sum(-1).mean(0))
-            results.update(
-                committee_energy=energy,
-                committee_forces=forces,
-                force_deviation=deviation,
-                max_force_deviation=float(deviation.max()) if len(deviation) else 0.0,
-                energy_deviation=float(energy.std()),
-            )
-            energy, atomic, forces = energy.mean(0), atomic.mean(0), mean_forces
-            strain = strain.mean(0) if periodic else None
-        results.update(energy=float(energy), free_energy=float(energy), energies=atomic, forces=forces)
-        if periodic:
-            stress = strain / atoms.get_volume()
-            results["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        results = self.evaluate_many([self.atoms], [self.neighbours], spread=with_spread)[0]
+        if isinstance(results, Exception):
+            raise results
         self.results = results
+
+    def evaluate_many(
+        self, configurations: Sequence[Atoms], neighbours: Sequence[VerletList], spread: bool = True
+    ) -> list[dict | Exception]:
+        """Evaluate several configurations in one forward pass of the model (a batch of B graphs).
+
+        The results of configuration ``b`` are those :meth:`calculate` leaves in ``self.results``
+        for it alone (the committee mean, and with ``spread`` the committee spread), to the
+        precision of the dtype: each configuration is its own graph in the batch, nothing couples
+        them. Used by lockstep walkers (:mod:`aiida_mlip.exploration.lockstep`).
+
+        Parameters
+        ----------
+        configurations
+            B configurations (positions in Angstrom); not modified.
+        neighbours
+            One :class:`~.neighbours.VerletList` per configuration (each walker keeps its own).
+        spread
+            Evaluate every member (the committee spread) or only the mean.
+
+        Returns
+        -------
+        list
+            Per configuration its results dict, or the exception that configuration raised (its
+            neighbour list or packing failed, e.g. on non-finite positions; or the whole pass
+            failed); the others are evaluated all the same.
+        """
+        answers: list[dict | Exception] = []
+        batches, good = [], []
+        for atoms, verlet in zip(configurations, neighbours, strict=True):
+            try:
+                batches.append(self._batch(atoms, verlet))
+                good.append(len(answers))
+                answers.append({})
+            except Exception as error:  # this configuration alone is broken
+                answers.append(error)
+        if not batches:
+            return answers
+        periodic = [bool(configurations[index].pbc.all()) for index in good]
+        try:
+            with torch.no_grad():
+                output = self.model(
+                    self.model.join(batches) if len(batches) > 1 else batches[0],
+                    committee=spread,
+                    forces=True,
+                    strain_derivative=any(periodic),
+                )
+            energy = output["energy"].double().cpu().numpy()
+            atomic = output["atomic_energies"].double().cpu().numpy()
+            forces = output["forces"].double().cpu().numpy()
+            strain = output["strain_derivative"].double().cpu().numpy() if any(periodic) else None
+        except Exception as error:  # the pass failed: every configuration of it gets the error
+            for index in good:
+                answers[index] = error
+            return answers
+        start = 0
+        for frame, index in enumerate(good):
+            atoms = configurations[index]
+            atoms_slice = slice(start, start + len(atoms))
+            start += len(atoms)
+            answers[index] = _frame_results(
+                energy[..., frame],
+                atomic[..., atoms_slice],
+                forces[..., atoms_slice, :],
+                strain[..., frame, :, :] if periodic[frame] else None,
+                atoms.get_volume() if periodic[frame] else None,
+                spread,
+            )
+        return answers
 
     def get_features(self, atoms: Atoms | None = None, kind: str = "hidden") -> np.ndarray:
         """Per-atom features for D-optimal (MaxVol) selection and extrapolation grades.
@@ -187,6 +233,32 @@ class CommitteeCalculator(Calculator):
                 hidden = self.model(batch, forces=False, hidden_features=True)["hidden"]
                 values = hidden.permute(1, 0, 2).reshape(len(atoms), -1)
         return values.double().cpu().numpy()
+
+
+def _frame_results(energy, atomic, forces, strain, volume, spread: bool) -> dict:
+    """The calculator results of one configuration from its slice of the model's output.
+
+    ``energy`` ([K]) eV, ``atomic`` ([K,] N) eV, ``forces`` ([K,] N, 3) eV/Angstrom, ``strain``
+    ([K,] 3, 3) eV or None (not 3D-periodic), ``volume`` Angstrom^3; a leading K when ``spread``.
+    """
+    results = {}
+    if spread:
+        mean_forces = forces.mean(0)
+        deviation = np.sqrt(((forces - mean_forces) ** 2).sum(-1).mean(0))
+        results.update(
+            committee_energy=energy,
+            committee_forces=forces,
+            force_deviation=deviation,
+            max_force_deviation=float(deviation.max()) if len(deviation) else 0.0,
+            energy_deviation=float(energy.std()),
+        )
+        energy, atomic, forces = energy.mean(0), atomic.mean(0), mean_forces
+        strain = strain.mean(0) if strain is not None else None
+    results.update(energy=float(energy), free_energy=float(energy), energies=atomic, forces=forces)
+    if strain is not None:
+        stress = strain / volume
+        results["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return results
 
 
 def load_calculator(

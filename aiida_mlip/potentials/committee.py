@@ -264,6 +264,35 @@ class CommitteePotential(torch.nn.Module):
             n_frames=1,
         )
 
+    def join(self, batches: list[AtomsBatch]) -> AtomsBatch:
+        """One :class:`AtomsBatch` of several (configurations in order, each its own frame).
+
+        Atoms with fewer neighbour slots than the widest are padded with unused slots (the atom
+        itself, a pair vector longer than the cutoff), which contribute exactly zero.
+        """
+        slots = max(batch.neighbours.shape[1] for batch in batches)
+        far = 2 * self.cutoff + 1.0
+        neighbours, vectors, atom_frame = [], [], []
+        atoms = frames = 0
+        for batch in batches:
+            n_atoms, width = batch.neighbours.shape
+            own = torch.arange(atoms, atoms + n_atoms, device=batch.neighbours.device)
+            padding = own[:, None].expand(n_atoms, slots - width)
+            neighbours.append(torch.cat([batch.neighbours + atoms, padding], 1))
+            unused = batch.vectors.new_zeros((n_atoms, slots - width, 3))
+            unused[..., 0] = far
+            vectors.append(torch.cat([batch.vectors, unused], 1))
+            atom_frame.append(batch.atom_frame + frames)
+            atoms += n_atoms
+            frames += batch.n_frames
+        return AtomsBatch(
+            species=torch.cat([batch.species for batch in batches]),
+            atom_frame=torch.cat(atom_frame),
+            neighbours=torch.cat(neighbours),
+            vectors=torch.cat(vectors),
+            n_frames=frames,
+        )
+
     # ------------------------------------------------------------------ the model
     def invariant_features(self, batch: AtomsBatch) -> torch.Tensor:
         """(N, F) the standardised power spectrum of every atom: the readouts' input, shared by the members."""

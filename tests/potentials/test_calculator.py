@@ -134,3 +134,26 @@ def test_nve_energy_drift(model_path):
     assert 300 < atoms.get_temperature() < 1000
     assert drift < 1e-3
     assert np.abs(energies - energies[0]).max() < 1e-3
+
+
+def test_evaluate_many_is_each_configuration_alone(model_path):
+    """One pass over a 32-atom cell, a 108-atom cell, a cluster and a broken one: each as if alone."""
+    from aiida_mlip.potentials.neighbours import VerletList
+
+    calc = load_calculator(model_path, dtype="float64")
+    cluster = Atoms("Al4", positions=[[0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [0, 0, 2.9]])
+    broken = _rattled(seed=3)
+    broken.positions[0] = np.nan
+    configurations = [_rattled(seed=1), _rattled(3, seed=2), cluster, broken]
+    lists = [VerletList(calc.cutoff, 0.5) for _ in configurations]
+    answers = calc.evaluate_many(configurations, lists)
+    assert isinstance(answers[3], Exception)
+    for atoms, answer in zip(configurations[:3], answers[:3], strict=True):
+        alone = load_calculator(model_path, dtype="float64")
+        alone.calculate(atoms, ["energy", "forces"])
+        assert set(answer) == set(alone.results)
+        for key, value in alone.results.items():
+            np.testing.assert_allclose(answer[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
+    mean_only = calc.evaluate_many(configurations[:2], lists[:2], spread=False)
+    assert "max_force_deviation" not in mean_only[0]
+    np.testing.assert_allclose(mean_only[1]["forces"], answers[1]["forces"], atol=1e-10)

@@ -302,6 +302,27 @@ class MaceCommittee(torch.nn.Module):
             )
         return self.pack(self.species_of(numbers).cpu().numpy(), positions, [cell], [graph], [len(positions)])
 
+    def join(self, batches: list[MaceBatch]) -> MaceBatch:
+        """One :class:`MaceBatch` of several (configurations in order, each its own graph)."""
+        atoms = np.cumsum([0] + [batch.n_atoms for batch in batches])
+        frames = np.cumsum([0] + [batch.n_frames for batch in batches])
+        data = {
+            key: torch.cat([batch.data[key] for batch in batches])
+            for key in ("positions", "node_attrs", "shifts", "unit_shifts", "cell")
+        }
+        data["edge_index"] = torch.cat(
+            [batch.data["edge_index"] + int(offset) for batch, offset in zip(batches, atoms, strict=False)], 1
+        )
+        frame = torch.cat(
+            [batch.atom_frame + int(offset) for batch, offset in zip(batches, frames, strict=False)]
+        )
+        data["batch"] = frame
+        data["ptr"] = torch.cat(
+            [batches[0].data["ptr"][:1]]
+            + [batch.data["ptr"][1:] + int(offset) for batch, offset in zip(batches, atoms, strict=False)]
+        )
+        return MaceBatch(data=data, atom_frame=frame, n_frames=int(frames[-1]))
+
     def invariant_features(self, batch: MaceBatch) -> torch.Tensor:
         """(N, F) the invariant node features of member 0 (every interaction layer's ``0e`` channels)."""
         return self.member_features(batch)[0]

@@ -97,6 +97,28 @@ def test_calculator_results_features_and_reload(trained, mace_backend):
     assert [member.committee_size for member in loaded.member_calculators()] == [1, 1]
 
 
+def test_evaluate_many_is_each_configuration_alone(trained, mace_backend):
+    """One pass over graphs of 4, 32 and 4 atoms (a batch of three): each as if alone."""
+    from aiida_mlip.potentials import load_calculator
+    from aiida_mlip.potentials.neighbours import VerletList
+    from tests.potentials.emt_data import aluminium
+
+    frames, _, path = trained
+    calculator = load_calculator(path, device="cpu", dtype="float64")
+    larger = aluminium(2)
+    larger.rattle(0.05, seed=1)
+    configurations = [frames.to_atoms(1), larger, frames.to_atoms(7)]
+    answers = calculator.evaluate_many(
+        configurations, [VerletList(calculator.cutoff) for _ in configurations]
+    )
+    for atoms, answer in zip(configurations, answers, strict=True):
+        alone = load_calculator(path, device="cpu", dtype="float64")
+        alone.calculate(atoms.copy(), ["energy", "forces", "stress"])
+        assert set(answer) == set(alone.results)
+        for key, value in alone.results.items():
+            np.testing.assert_allclose(answer[key], value, rtol=1e-9, atol=1e-9, err_msg=key)
+
+
 def test_forces_and_stress_are_derivatives_of_the_energy(trained, mace_backend):
     """Forces and stress against central differences of the energy (float64)."""
     from aiida_mlip.potentials.calculator import CommitteeCalculator
