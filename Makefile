@@ -26,7 +26,7 @@ demo: install
 # the suite on $(TEST_WORKERS) pytest-xdist workers (each test file on one worker, see tests/conftest.py),
 # then the `serial` tests alone (they restart RabbitMQ or time the machine); exit 5 = none selected
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m 'not science and not serial' $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not science and not serial' $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:xdist -m 'serial and not science' $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # the science runs: Si with pw.x to convergence, the demo's calibration claims (about 25 minutes)

@@ -57,18 +57,43 @@ def require_component(available: bool, name: str) -> None:
     pytest.skip(f"{name} is not available on this machine")
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Group the tests for pytest-xdist's ``--dist loadgroup`` (``make test``).
+    """The test files with a test marked ``slow`` first, the rest in their order.
 
-    Each test file is one group, so its module fixtures are made once, on one worker (as with
-    ``--dist loadfile``); the files that read the session's ``finished_run`` form one group, so
-    that run is made once, not on every worker.
+    Under ``make test`` each file is one unit of work of a pytest-xdist worker
+    (:func:`pytest_xdist_make_scheduler`): a long file started last would leave one worker running
+    it alone at the end.
     """
-    shared = {item.path for item in items if "finished_run" in getattr(item, "fixturenames", ())}
-    for item in items:
-        group = "finished_run" if item.path in shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within a file is kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (``make test``), with the files that read ``finished_run`` as one unit.
+
+    Each test file runs on one worker, so its module fixtures are made once; the files that use the
+    session's ``finished_run`` (a whole active-learning run) go to the same worker, so that run is
+    made once, not on every worker. (pytest-xdist's ``loadgroup`` would do this through marks, but
+    it renames node ids in a way pytest 9 no longer honours.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    tests = config.rootpath / "tests"
+    shared = {
+        str(path.relative_to(config.rootpath))
+        for path in tests.rglob("test_*.py")
+        if "finished_run" in path.read_text(encoding="utf-8")
+    }
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "finished_run" if path in shared else path
+
+    return FileScheduling(config, log)
 
 
 def pytest_report_header(config):

@@ -232,7 +232,9 @@ def decide(
             True,
             True,
             CONVERGED,
-            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})" + rmse_text + unexplored,
+            f"{accuracy} for {streak} iteration(s) in a row (patience {settings.patience})"
+            + rmse_text
+            + unexplored,
         )
     waiting = met and streak < settings.patience
     if not int(record.get("n_labelled") or 0) and not waiting:

@@ -177,18 +177,11 @@ def test_mace_walkers_in_lockstep(tmp_path):
     from aiida_mlip.potentials.backends import get_backend
     from aiida_mlip.potentials.frames import Frames
     from aiida_mlip.potentials.train import TrainConfig
+    from tests.potentials.backends.test_mace import TINY
 
     backend = get_backend("mace")
-    config = {
-        "backend": "mace",
-        "committee_size": 2,
-        "max_epochs": 2,
-        "min_epochs": 1,
-        "cutoff": 4.0,
-        "mace": {"channels": 8, "interactions": 1, "correlation": 2},
-    }
     frames = Frames.from_atoms(md_frames(600, 10, seed=1, repeat=1))
-    model = backend.train(frames, TrainConfig.from_mapping(config), log=None, device="cpu").model
+    model = backend.train(frames, TrainConfig.from_mapping(TINY), log=None, device="cpu").model
     backend.save(model, tmp_path / "mace.safetensors")
     mace = load_calculator(tmp_path / "mace.safetensors", device="cpu", dtype="float64")
     structures = starts()[:2]
