@@ -97,6 +97,7 @@ def builder_for(engine_code, potential, dataset, initial, final, settings=None):
     return builder
 
 
+@pytest.mark.science  # a claim about the science (make science); an NEB run and its exit 410 run in make test (tests/cmdline/test_neb.py)
 def test_vacancy_hop_is_refined_until_trusted(engine_code, vacancy_committee, emt_barrier):
     potential, dataset, initial, final = vacancy_committee
     assert emt_barrier.converged

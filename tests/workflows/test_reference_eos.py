@@ -10,6 +10,9 @@ The committee is trained here on the pw.x labels of those five points, made by a
 of their own with the same settings: the validation's reference must be the Birch-Murnaghan fit of
 these independently computed energies. The validation runs through the README's command, on a pw.x
 code registered as ``aiida-mlip setup pw`` registers it (``pw@localhost``).
+
+The three tests of that run are a claim about the science (the committee beside pw.x's own EOS),
+marked ``science`` and run by ``make science``; the refusals below run in ``make test``.
 """
 
 from __future__ import annotations
@@ -134,6 +137,7 @@ def eos_rows(node):
     return {row["quantity"]: row for row in node.outputs.comparison["quantities"]}
 
 
+@pytest.mark.science
 def test_reference_is_the_fit_of_independent_pw_energies(validation, training_labels):
     _, node = validation
     assert node.is_finished_ok, node.exit_message
@@ -172,6 +176,7 @@ def test_reference_is_the_fit_of_independent_pw_energies(validation, training_la
     assert rows["B0"]["mean"] == pytest.approx(rows["B0"]["reference"], rel=0.25)
 
 
+@pytest.mark.science
 def test_pw_calculations_are_descendants_that_feed_the_fit(validation):
     _, node = validation
     # called by the validation, through LabellingWorkChain and a PwBaseWorkChain each (CALL links)
@@ -209,6 +214,7 @@ def test_pw_calculations_are_descendants_that_feed_the_fit(validation):
     assert collector.inputs.reference.uuid == fit.outputs.result.uuid
 
 
+@pytest.mark.science
 def test_the_command_prints_the_committee_beside_pw(validation):
     output, node = validation
     lines = {line.split()[0]: line for line in output.splitlines() if line.startswith("eos.")}
