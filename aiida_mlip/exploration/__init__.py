@@ -8,7 +8,8 @@
 - :mod:`.metadynamics`: well-tempered metadynamics on a distance.
 - :mod:`.pimd`: path-integral (ring-polymer) MD with a PILE-L thermostat, the committee on every bead.
 - :mod:`.generators` and :mod:`.generator_settings`: slabs, vacancies, interstitials, alloys, strained
-  cells, and the ``exploration.generate`` block.
+  cells, and the ``exploration.generate`` block; :mod:`.random_search`: random packings relaxed with
+  the committee (AIRSS-like).
 - :mod:`.records`: trajectory, per-frame table, candidates and summary files.
 """
 

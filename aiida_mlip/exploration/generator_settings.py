@@ -14,6 +14,7 @@ structures) and ``parents`` (indices of the start structures it is applied to; a
         interstitials: {element: Al, count: 1}
         substitutions: {composition: {Al: 0.75, Cu: 0.25}, structures: 2}
         strains: {max_strain: 0.04, shear: true, structures: 2}
+        random: {structures: 4, steps: 100, fmax: 0.05, iterations: [2]}
         max_share: 0.5
 
 ``max_share`` caps the share of an iteration's walkers that start from generated structures
@@ -22,7 +23,8 @@ gave the generated ones most walkers (8 of 10 in ``bench_data_efficiency.py --ge
 the bulk the user gave was explored less. When more structures were generated than the cap allows,
 each iteration explores the next ones in turn, so every one is explored over the iterations.
 
-Units: Angstrom; strains and composition fractions are dimensionless.
+Units: Angstrom, Angstrom^3/atom (volumes), eV/Angstrom (forces); strains and composition fractions
+are dimensionless.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = (
     "KINDS",
     "GenerateSettings",
     "InterstitialSettings",
+    "RandomSettings",
     "StrainSettings",
     "SubstitutionSettings",
     "SurfaceSettings",
@@ -46,12 +49,25 @@ __all__ = (
 )
 
 #: The generator kinds, in the order they run.
-KINDS = ("surfaces", "vacancies", "interstitials", "substitutions", "strains")
+KINDS = ("surfaces", "vacancies", "interstitials", "substitutions", "strains", "random")
 
 
 def _element(value: Any) -> str:
     if value not in chemical_symbols[1:]:
         raise ValueError(f"{value!r} is not a chemical symbol")
+    return value
+
+
+def _composition(value: dict[str, float] | None) -> dict[str, float] | None:
+    """Element -> fraction: chemical symbols, fractions within [0, 1] that add up to 1."""
+    if value is None:
+        return None
+    for element, fraction in value.items():
+        _element(element)
+        if not (math.isfinite(fraction) and 0 <= fraction <= 1):
+            raise ValueError(f"the fraction of {element} must be within [0, 1]")
+    if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
+        raise ValueError(f"the fractions must add up to 1, got {sum(value.values()):g}")
     return value
 
 
@@ -135,16 +151,7 @@ class SubstitutionSettings(_Copies):
 
     composition: dict[str, float]
 
-    @pydantic.field_validator("composition")
-    @classmethod
-    def _composition(cls, value: dict[str, float]) -> dict[str, float]:
-        for element, fraction in value.items():
-            _element(element)
-            if not (math.isfinite(fraction) and 0 <= fraction <= 1):
-                raise ValueError(f"the fraction of {element} must be within [0, 1]")
-        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
-            raise ValueError(f"the fractions must add up to 1, got {sum(value.values()):g}")
-        return value
+    _fractions = pydantic.field_validator("composition")(classmethod(lambda cls, v: _composition(v)))
 
 
 class StrainSettings(_Copies):
@@ -163,6 +170,58 @@ class StrainSettings(_Copies):
         return value
 
 
+class RandomSettings(_Copies):
+    """``random``: random structure search in the spirit of AIRSS (Pickard and Needs, J. Phys.:
+    Condens. Matter 23, 053201 (2011)): ``structures`` random packings in random cells, each relaxed
+    with the committee of the iteration at which it is made (see
+    :func:`~aiida_mlip.exploration.random_search.random_structures`).
+
+    Attributes
+    ----------
+    composition : dict, optional
+        Element -> fraction (sum 1); default: the parent's composition.
+    atoms : int, optional
+        Atoms per packing (>= 1); default: the parent's number of atoms.
+    volume_per_atom : float, optional
+        Of the random cell, Angstrom^3/atom (> 0); default: the parent's.
+    min_distance : float, optional
+        Least distance between any two atoms of a packing, Angstrom (> 0); default per pair:
+        ``radius_factor`` times the sum of the two covalent radii.
+    radius_factor : float
+        In (0, 2]: the default ``min_distance`` of a pair in units of its summed covalent radii.
+    max_aspect : float
+        In [1, 4]: the largest ratio of the random cell's widths (distances between opposite faces).
+    steps : int
+        Largest number of FIRE steps of the relaxation (>= 0; 0: no relaxation).
+    fmax : float
+        The relaxation stops when every atomic force is below it, eV/Angstrom (> 0).
+    cell : bool
+        Relax the cell too (zero pressure, ASE's ``FrechetCellFilter``).
+    """
+
+    block: ClassVar[str] = "exploration.generate.random"
+
+    structures: pydantic.PositiveInt = 4
+    composition: dict[str, float] | None = None
+    atoms: pydantic.PositiveInt | None = None
+    volume_per_atom: pydantic.PositiveFloat | None = None
+    min_distance: pydantic.PositiveFloat | None = None
+    radius_factor: float = pydantic.Field(0.7, gt=0.0, le=2.0)
+    max_aspect: float = pydantic.Field(2.0, ge=1.0, le=4.0)
+    steps: pydantic.NonNegativeInt = 100
+    fmax: pydantic.PositiveFloat = 0.05
+    cell: bool = False
+
+    _fractions = pydantic.field_validator("composition")(classmethod(lambda cls, v: _composition(v)))
+
+    @pydantic.field_validator("volume_per_atom", "min_distance", "fmax")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be finite")
+        return value
+
+
 class GenerateSettings(Settings):
     """The ``exploration.generate`` block (see the module docstring); every kind is off unless given.
 
@@ -173,7 +232,7 @@ class GenerateSettings(Settings):
     max_share : float
         In (0, 1]: the largest share of an iteration's walkers that start from generated structures
         (1: no cap). At least one generated structure is explored whenever there is one.
-    surfaces, vacancies, interstitials, substitutions, strains
+    surfaces, vacancies, interstitials, substitutions, strains, random
         The kinds; ``None``: off.
     """
 
@@ -186,6 +245,7 @@ class GenerateSettings(Settings):
     interstitials: InterstitialSettings | None = None
     substitutions: SubstitutionSettings | None = None
     strains: StrainSettings | None = None
+    random: RandomSettings | None = None
 
     def kinds_at(self, iteration: int) -> list[tuple[str, _Kind]]:
         """The (name, block) of each kind due at ``iteration`` (from 1), in the order of :data:`KINDS`."""
@@ -227,10 +287,11 @@ class GenerateSettings(Settings):
 
     @property
     def elements(self) -> set[str]:
-        """The elements the generators may put in (substitutions and interstitials)."""
+        """The elements the generators may put in (substitutions, interstitials, random compositions)."""
         found = set()
-        if self.substitutions is not None:
-            found |= {e for e, fraction in self.substitutions.composition.items() if fraction > 0}
+        for block in (self.substitutions, self.random):
+            if block is not None and block.composition is not None:
+                found |= {e for e, fraction in block.composition.items() if fraction > 0}
         if self.interstitials is not None and self.interstitials.element is not None:
             found.add(self.interstitials.element)
         return found

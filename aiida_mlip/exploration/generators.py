@@ -12,7 +12,10 @@ surfaces, point defects, disordered alloys and strained cells:
   from every atom, a sampled stand-in for the largest Voronoi void);
 - :func:`substitutions`: random substitutional disorder at a given composition (exact counts);
 - :func:`strained_cells`: cells deformed by random symmetric strain tensors (normal and shear),
-  ``cell' = cell (I + eps)``, atoms moved with the cell.
+  ``cell' = cell (I + eps)``, atoms moved with the cell;
+- :func:`~aiida_mlip.exploration.random_search.random_structures`: random packings of the
+  parent's composition in random cells, relaxed with the current committee (AIRSS-like random
+  structure search; Pickard and Needs, J. Phys.: Condens. Matter 23, 053201 (2011)).
 
 :func:`generate` runs the kinds of a :class:`~aiida_mlip.exploration.generator_settings.GenerateSettings`
 block due at an iteration; the work chain calls it through a calcfunction per parent structure,
@@ -29,6 +32,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 from ase.geometry import get_distances
 
 from .generator_settings import (
@@ -39,10 +43,12 @@ from .generator_settings import (
     SurfaceSettings,
     VacancySettings,
 )
+from .random_search import element_counts, random_structures
 
 __all__ = (
     "generate",
     "interstitials",
+    "random_structures",
     "strained_cells",
     "substitutions",
     "surface_slabs",
@@ -178,19 +184,13 @@ def substitutions(parent: Atoms, settings: SubstitutionSettings, rng: np.random.
     the counts add up to ``N``), shuffled at random over all sites: an ideal random solid solution
     on the parent lattice. ``info["composition"]`` holds the counts.
     """
-    n_atoms = len(parent)
-    elements = sorted(settings.composition)
-    exact = np.array([settings.composition[e] * n_atoms for e in elements])
-    counts = np.floor(exact).astype(int)
-    for index in np.argsort(-(exact - counts))[: n_atoms - counts.sum()]:
-        counts[index] += 1
-    pool = np.repeat(elements, counts)
+    composition = element_counts(settings.composition, len(parent))
+    pool = np.repeat(list(composition), list(composition.values()))
     images = []
     for _ in range(settings.structures):
         child = parent.copy()
         child.set_chemical_symbols(list(rng.permutation(pool)))
-        composition = {e: int(c) for e, c in zip(elements, counts, strict=True) if c}
-        images.append(_tagged(child, "substitution", composition=composition))
+        images.append(_tagged(child, "substitution", composition=dict(composition)))
     return images
 
 
@@ -221,7 +221,10 @@ def strained_cells(parent: Atoms, settings: StrainSettings, rng: np.random.Gener
 
 
 def generate(
-    parents: Sequence[Atoms] | Mapping[int, Atoms], settings: GenerateSettings, iteration: int
+    parents: Sequence[Atoms] | Mapping[int, Atoms],
+    settings: GenerateSettings,
+    iteration: int,
+    calculator: Calculator | None = None,
 ) -> list[Atoms]:
     """The structures of every kind of ``settings`` due at ``iteration`` (from 1), from each parent.
 
@@ -234,11 +237,14 @@ def generate(
         The ``exploration.generate`` block.
     iteration
         The active-learning iteration; a kind runs when it is in its ``iterations``.
+    calculator
+        The committee of this iteration, which relaxes the ``random`` kind's packings (needed only
+        when that kind is due with ``steps`` above 0).
 
     Returns
     -------
     list of Atoms
-        In the order parent, kind (surface, vacancy, interstitial, substitution, strain); each has
+        In the order parent, kind (surface, vacancy, interstitial, substitution, strain, random); each has
         ``info["generator"]``, ``info["parent"]`` (the parent's index) and ``info["iteration"]``.
         The random stream of a (parent, kind) is seeded from ``settings.seed``, the iteration and
         the parent index, so one call per parent gives the same structures as one call for all.
@@ -252,6 +258,8 @@ def generate(
             rng = np.random.default_rng([settings.seed, iteration, index, number])
             if kind == "surfaces":
                 made = surface_slabs(parent, block)
+            elif kind == "random":
+                made = random_structures(parent, block, rng, calculator)
             else:
                 made = {
                     "vacancies": vacancies,

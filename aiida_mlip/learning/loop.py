@@ -280,7 +280,9 @@ def run_active_learning(
         ``convergence`` (the decision) and ``times`` (explore, select, label, calibrate, train,
         test; seconds), ``n_generated`` (start structures generated in the iteration, with
         ``exploration.generate``) and ``n_generated_explored`` (the generated structures explored,
-        at most ``exploration.generate.max_share`` of the walkers). Record 0 is the initial training.
+        at most ``exploration.generate.max_share`` of the walkers), ``generated_relaxations`` (the
+        record of each random packing relaxed with the iteration's committee, see
+        :func:`~aiida_mlip.exploration.random_search.relax`). Record 0 is the initial training.
 
     Raises
     ------
@@ -343,12 +345,15 @@ def run_active_learning(
     for iteration in range(1, settings.convergence.max_iterations + 1):
         start = time.perf_counter()
         record = new_record(iteration)
-        if settings.generate is not None:
-            made = generate(parents, settings.generate, iteration)
+        calculator = CommitteeCalculator(model, device=device, spread_every=1)
+        if settings.generate is not None:  # random packings are relaxed with this iteration's committee
+            made = generate(parents, settings.generate, iteration, calculator)
             generated += made
             record["n_generated"] = len(made)
+            relaxed = [atoms.info["relaxation"] for atoms in made if "relaxation" in atoms.info]
+            if relaxed:
+                record["generated_relaxations"] = relaxed
         record["trust"] = {"lo": window.lo, "hi": window.hi, "source": source}
-        calculator = CommitteeCalculator(model, device=device, spread_every=1)
 
         walkers = []
         for parameters in settings.exploration_jobs(iteration, window, seed):

@@ -1,4 +1,5 @@
-"""Generated start structures of ``ActiveLearningWorkChain``: surfaces, defects, alloys, strained cells.
+"""Generated start structures of ``ActiveLearningWorkChain``: surfaces, defects, alloys, strained cells,
+random packings relaxed with the iteration's committee.
 
 At each iteration where a kind of ``exploration.generate``
 (:class:`~aiida_mlip.exploration.generator_settings.GenerateSettings`) is due, every start structure
@@ -6,7 +7,8 @@ it applies to is taken out of the start set as a ``StructureData`` (:func:`struc
 :func:`generate_structures` calcfunction makes the new structures from it, and
 :func:`add_structures` joins them to the exploration's start set, where they stay for the later
 iterations. Every generated structure is thus a ``StructureData`` node with its parent and the
-settings as inputs of the calcfunction that made it. When the generated structures would take more
+settings as inputs of the calcfunction that made it; random packings (kind ``random``) also have
+the iteration's ``PotentialData``, which relaxed them, as an input. When the generated structures would take more
 than ``exploration.generate.max_share`` of the walkers, :func:`take_structures` keeps the given
 structures and the generated ones whose turn it is
 (:meth:`~aiida_mlip.exploration.generator_settings.GenerateSettings.explored`).
@@ -17,6 +19,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_mlip.data.potential import PotentialData
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.exploration.generator_settings import KINDS, GenerateSettings
 from aiida_mlip.exploration.generators import generate
@@ -41,22 +44,38 @@ def structure_of(structures: StructureSetData, index: orm.Int) -> orm.StructureD
 
 @calcfunction
 def generate_structures(
-    structure: orm.StructureData, settings: orm.Dict, iteration: orm.Int, parent: orm.Int
+    structure: orm.StructureData,
+    settings: orm.Dict,
+    iteration: orm.Int,
+    parent: orm.Int,
+    potential: PotentialData | None = None,
 ) -> dict:
     """The structures the ``exploration.generate`` block makes from ``structure`` at ``iteration``.
 
     ``parent`` is the structure's index among the start structures (each kind's ``parents`` filter
-    and the random stream depend on it). Outputs: ``structure_0``, ``structure_1``, ... (each
-    labelled with its kind, e.g. ``surface [1, 1, 1]``) and ``details``, a ``Dict`` with the
-    generator's record of each (kind, Miller index, removed sites, strain tensor, ...).
+    and the random stream depend on it). ``potential`` is the committee of the iteration, given
+    when the ``random`` kind is due: its packings are relaxed with it (on the CPU, through
+    :func:`aiida_mlip.potentials.load_calculator`), so it is an input of the generation. Outputs:
+    ``structure_0``, ``structure_1``, ... (each labelled with its kind, e.g. ``surface [1, 1, 1]``,
+    ``random Al8``) and ``details``, a ``Dict`` with the generator's record of each (kind, Miller
+    index, removed sites, strain tensor, a random packing's relaxation: steps, converged, exploded,
+    energy per atom, max force, committee max force deviation, ...).
     """
     block = GenerateSettings.from_mapping(settings.get_dict())
-    images = generate({parent.value: structure.get_ase()}, block, iteration.value)
+    calculator = None
+    if potential is not None:
+        from aiida_mlip.potentials import load_calculator
+
+        with potential.as_path() as path:
+            calculator = load_calculator(path, device="cpu", spread_every=1)
+    images = generate({parent.value: structure.get_ase()}, block, iteration.value, calculator)
     outputs, details = {}, {}
     for number, atoms in enumerate(images):
         key = f"structure_{number}"
         node = orm.StructureData(ase=atoms)
         node.label = atoms.info["generator"] + (f" {atoms.info['miller']}" if "miller" in atoms.info else "")
+        if atoms.info["generator"] == "random":
+            node.label += f" {atoms.get_chemical_formula()}"
         outputs[key] = node
         details[key] = {name: value for name, value in atoms.info.items()}
     outputs["details"] = orm.Dict(details)
@@ -148,11 +167,17 @@ class GenerationMixin:
                 orm.Int(index),
                 metadata={"call_link_label": f"start_structure_{index}_{iteration}"},
             )
+            # the random kind relaxes its packings with the committee of this iteration
+            relaxing = any(
+                name == "random" and (block.parents is None or index in block.parents) for name, block in due
+            )
+            extra = {"potential": self._current_potential()} if relaxing else {}
             outputs = generate_structures(
                 parent,
                 orm.Dict(values),
                 orm.Int(iteration),
                 orm.Int(index),
+                **extra,
                 metadata={"call_link_label": f"generate_{iteration}_{index}"},
             )
             for key, node in outputs.items():
@@ -166,6 +191,15 @@ class GenerationMixin:
             self.report(f"iteration {iteration}: {len(generated)} generated start structure(s) ({kinds})")
         self.ctx.structures = structures
         return structures
+
+    def _current_potential(self) -> PotentialData:
+        """The committee of this iteration (the one its exploration runs), which relaxes random packings."""
+        potential = self.ctx.get("potential")
+        if potential is None:  # pragma: no cover - the exploration always follows a training
+            raise RuntimeError(
+                "`exploration.generate.random` needs the iteration's committee: there is none yet"
+            )
+        return potential
 
     def _walker_structures(self, structures: StructureSetData) -> StructureSetData:
         """The structures explored this iteration: all given ones, and the generated ones whose turn it

@@ -1,13 +1,18 @@
-"""Structure generators: atom counts, vacuum, Miller orientation, composition, strain; their settings."""
+"""Structure generators: atom counts, vacuum, Miller orientation, composition, strain, random packings
+and their relaxation; their settings."""
 
 import numpy as np
 import pytest
 from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.morse import MorsePotential
+from ase.data import atomic_numbers, covalent_radii
 
 from aiida_mlip.exploration.generator_settings import GenerateSettings
 from aiida_mlip.exploration.generators import (
     generate,
     interstitials,
+    random_structures,
     strained_cells,
     substitutions,
     surface_slabs,
@@ -103,6 +108,15 @@ def test_generate_runs_the_kinds_due(cell):
         ({"vacancy": {}}, "did you mean `vacancies`"),
         ({"max_share": 0.0}, "max_share`: Input should be greater than 0"),
         ({"max_share": 1.5}, "max_share`: Input should be less than or equal to 1"),
+        ({"random": {"structures": 0}}, "random.structures`: Input should be greater than 0"),
+        ({"random": {"min_distance": 0.0}}, "random.min_distance`: Input should be greater than 0"),
+        ({"random": {"volume_per_atom": -3.0}}, "random.volume_per_atom`: Input should be greater than 0"),
+        ({"random": {"steps": -1}}, "random.steps`: Input should be greater than or equal to 0"),
+        ({"random": {"fmax": 0.0}}, "random.fmax`: Input should be greater than 0"),
+        ({"random": {"composition": {"Al": 0.5, "Qq": 0.5}}}, "'Qq' is not a chemical symbol"),
+        ({"random": {"composition": {"Al": 0.5}}}, "add up to 1"),
+        ({"random": {"radius_factor": 0.0}}, "random.radius_factor`: Input should be greater than 0"),
+        ({"random": {"atoms": 0}}, "random.atoms`: Input should be greater than 0"),
     ],
 )
 def test_bad_settings_are_refused(values, message):
@@ -135,3 +149,111 @@ def test_generated_structures_take_at_most_max_share_of_the_walkers():
     assert GenerateSettings.from_mapping({"max_share": 1.0}).explored(8, 2, 1, 3) == list(range(8))
     assert GenerateSettings.from_mapping({"max_share": 0.75}).explored(8, 2, 1, 1) == [0, 1, 2, 3, 4, 5]
     assert GenerateSettings.from_mapping({"max_share": 0.1}).explored(8, 1, 1, 2) == [1]  # at least one
+
+
+def _pair_distances_ok(atoms, factor=0.7):
+    """Every pair (periodic images included) at least ``factor`` times its summed covalent radii apart."""
+    radii = np.array([covalent_radii[atomic_numbers[s]] for s in atoms.get_chemical_symbols()])
+    distances = atoms.get_all_distances(mic=True)
+    least = factor * (radii[:, None] + radii[None, :])
+    off = ~np.eye(len(atoms), dtype=bool)
+    return bool((distances[off] >= least[off] - 1e-9).all()), float(distances[off].min())
+
+
+def test_random_packings_respect_distance_composition_and_volume(cell):
+    """Unrelaxed packings (steps 0): the composition, the volume and the hard-sphere distances asked for."""
+    block = _block("random", structures=5, composition={"Al": 0.7, "Cu": 0.3}, atoms=10, volume_per_atom=14.0)
+    block.steps = 0
+    packings = random_structures(cell, block, np.random.default_rng(3))
+    for atoms in packings:
+        assert atoms.info["generator"] == "random" and "relaxation" not in atoms.info
+        assert atoms.info["composition"] == {"Al": 7, "Cu": 3}
+        assert sorted(atoms.get_chemical_symbols()) == ["Al"] * 7 + ["Cu"] * 3
+        assert atoms.get_volume() / 10 == pytest.approx(14.0, rel=1e-9) and atoms.pbc.all()
+        ok, shortest = _pair_distances_ok(atoms)
+        assert ok and shortest >= 0.7 * 2 * covalent_radii[13] - 1e-9  # 1.694 A for Al-Al
+        widths = atoms.cell.volume / np.linalg.norm(
+            np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1
+        )
+        assert widths.max() <= 2.0 * widths.min() + 1e-9  # max_aspect
+    assert len({tuple(a.cell.cellpar().round(6)) for a in packings}) == 5  # a new random cell each
+    # the parent's composition, atom count and volume per atom by default; an explicit least distance
+    (default,) = random_structures(cell, _block("random", structures=1, steps=0), np.random.default_rng(0))
+    assert len(default) == 32 and set(default.get_chemical_symbols()) == {"Al"}
+    assert default.get_volume() == pytest.approx(cell.get_volume(), rel=1e-9)
+    wide = random_structures(
+        cell, _block("random", structures=3, steps=0, atoms=8, min_distance=2.2), np.random.default_rng(1)
+    )
+    for atoms in wide:
+        distances = atoms.get_all_distances(mic=True)
+        assert distances[~np.eye(8, dtype=bool)].min() >= 2.2 and atoms.info["min_distance"] == 2.2
+
+
+def test_random_packings_are_reproducible_from_the_seed(cell):
+    settings = GenerateSettings.from_mapping(
+        {"seed": 4, "random": {"structures": 2, "atoms": 8, "steps": 0, "iterations": [2, 3]}}
+    )
+    first, again = generate([cell], settings, 2), generate([cell], settings, 2)
+    assert len(first) == 2
+    for one, two in zip(first, again, strict=True):
+        assert one.positions == pytest.approx(two.positions, abs=0) and one.cell.array == pytest.approx(
+            two.cell.array
+        )
+    assert first[0].positions.shape == first[1].positions.shape and not np.allclose(
+        first[0].cell, first[1].cell
+    )
+    other = generate(
+        [cell],
+        GenerateSettings.from_mapping({"seed": 5, "random": {"atoms": 8, "steps": 0, "iterations": [2]}}),
+        2,
+    )
+    assert not np.allclose(other[0].cell.array, first[0].cell.array)  # another seed, another search
+    assert generate({0: cell}, settings, 3)[0].info["iteration"] == 3
+
+
+def test_random_packings_relax_with_the_calculator(cell):
+    """EMT as the committee's stand-in: the energy drops, the forces end below fmax or the steps run out."""
+    block = _block("random", structures=3, atoms=8, steps=300, fmax=0.05)
+    for atoms in random_structures(cell, block, np.random.default_rng(7), EMT()):
+        record = atoms.info["relaxation"]
+        assert record["converged"] and not record["exploded"] and 0 < record["steps"] < 300
+        assert record["energy_per_atom"] < record["start_energy_per_atom"] - 0.3  # eV/atom
+        assert record["max_force"] < 0.05 and record["max_force_deviation"] is None  # EMT has no committee
+        check = atoms.copy()
+        check.calc = EMT()
+        assert check.get_potential_energy() / 8 == pytest.approx(record["energy_per_atom"], abs=1e-7)
+        assert np.linalg.norm(check.get_forces(), axis=1).max() < 0.05
+        assert _pair_distances_ok(atoms, 0.5)[0] and atoms.calc is None
+    capped = _block("random", structures=1, atoms=8, steps=3, fmax=0.01)
+    (atoms,) = random_structures(cell, capped, np.random.default_rng(7), EMT())
+    record = atoms.info["relaxation"]
+    assert record["steps"] == 3 and not record["converged"] and record["max_force"] > 0.01
+    # the cell relaxes too: EMT Al at zero pressure is denser than 20 A^3/atom
+    loose = _block("random", structures=1, atoms=4, volume_per_atom=20.0, steps=400, fmax=0.05, cell=True)
+    (atoms,) = random_structures(cell, loose, np.random.default_rng(2), EMT())
+    assert atoms.info["relaxation"]["volume_per_atom"] < 18.5 and atoms.info["cell_relaxed"]
+    assert atoms.get_volume() / 4 == pytest.approx(atoms.info["relaxation"]["volume_per_atom"], abs=1e-5)
+
+
+def test_an_exploded_relaxation_is_kept_and_flagged(cell):
+    """A pair potential whose minimum is at 0.3 A pulls the atoms together: the relaxation is stopped
+    before any pair is closer than half the least distance, and the structure is kept, flagged."""
+    collapse = MorsePotential(epsilon=1.0, r0=0.3, rho0=1.0, rcut1=10.0, rcut2=13.0)  # cutoffs: units of r0
+    block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01)
+    (atoms,) = random_structures(cell, block, np.random.default_rng(1), collapse)
+    record = atoms.info["relaxation"]
+    assert record["exploded"] and not record["converged"] and record["steps"] < 200
+    distances = atoms.get_all_distances(mic=True)[~np.eye(8, dtype=bool)]
+    assert 0.5 * atoms.info["min_distance"] <= distances.min() < atoms.info["min_distance"]  # pulled in, kept
+
+
+def test_random_search_refuses_what_it_cannot_do(cell):
+    with pytest.raises(ValueError, match="relaxed with the committee: give a calculator"):
+        random_structures(cell, _block("random"), np.random.default_rng(0))
+    tight = _block("random", atoms=8, volume_per_atom=1.0, steps=0)  # 1 A^3 per atom, 1.7 A apart
+    with pytest.raises(ValueError, match="could not pack 8 atoms 1.69 Angstrom or more apart"):
+        random_structures(cell, tight, np.random.default_rng(0))
+    assert GenerateSettings.from_mapping({"random": {"composition": {"Al": 0.5, "Cu": 0.5}}}).elements == {
+        "Al",
+        "Cu",
+    }

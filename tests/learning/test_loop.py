@@ -136,6 +136,20 @@ def test_the_seed_changes_the_run_but_not_the_initial_set():
     assert first[0]["rmse_forces"] == pytest.approx(again[0]["rmse_forces"], rel=1e-5)
 
 
+def test_random_packings_are_relaxed_with_each_iterations_committee():
+    """``exploration.generate.random`` in the loop: packings relaxed with the committee of the iteration."""
+    generate = {"random": {"structures": 2, "atoms": 4, "steps": 20}, "max_share": 1.0}
+    exploration = {**TINY["exploration"], "generate": generate}
+    settings = {**TINY, "exploration": exploration, "convergence": {"max_iterations": 1}}
+    (_, first) = run_active_learning([aluminium()], EMT, settings, strategy="random", seed=0, log=None)
+    assert first["n_generated"] == 2 and first["n_generated_explored"] == 2
+    for relaxation in first["generated_relaxations"]:
+        assert (
+            0 < relaxation["steps"] <= 20 and relaxation["max_force_deviation"] > 0
+        )  # eV/A, the committee's
+        assert relaxation["energy_per_atom"] < relaxation["start_energy_per_atom"]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

@@ -72,6 +72,8 @@ def test_generated_structures_are_nodes_linked_to_their_parent(generate_workchai
         ({"surfaces": {"thickness": 2.0}}, "thickness`: 2.0 A is under the committee's cutoff"),
         ({"surfaces": {"vacuum": 2.0}}, "vacuum`: 2.0 A is under the committee's cutoff"),
         ({"substitutions": {"composition": {"Al": 0.5, "Cu": 0.5}}}, r"puts in \['Cu'\], which no start"),
+        ({"random": {"composition": {"Al": 0.5, "Cu": 0.5}}}, r"puts in \['Cu'\], which no start"),
+        ({"random": {"fmax": 0.0}}, r"random.fmax`: Input should be greater than 0"),
         ({"vacancies": {"parents": [5]}}, r"parents`: \[5\] beyond the 2 start"),
     ],
 )
@@ -90,3 +92,52 @@ def test_collective_variable_on_missing_atoms_is_refused_at_submission(generate_
     builder.exploration = orm.Dict(exploration)
     with pytest.raises(ValueError, match=r"atom\(s\) \[5\] do not exist in start structure 1 \(4 atoms"):
         generate_workchain(ActiveLearningWorkChain, builder)
+
+
+def test_random_packings_are_relaxed_with_the_iterations_committee(
+    generate_workchain, engine_code, tiny_potential
+):
+    """Kind ``random`` at iteration 2: packings of structure 1 relaxed with the committee the work chain
+    holds then, which is an input of the generation; the other kinds' generations get no potential."""
+    generate = {
+        "vacancies": {"parents": [0]},
+        "random": {"structures": 2, "atoms": 4, "steps": 30, "fmax": 0.05, "parents": [1], "iterations": [2]},
+    }
+    builder = al_builder(engine_code, STRUCTURES, exploration=_exploration(generate))
+    process = generate_workchain(ActiveLearningWorkChain, builder)
+    process.setup()
+    process.ctx.potential = tiny_potential  # the committee of the iteration, as after its training
+    process.ctx.iteration = 1
+    first = process._exploration_structures()
+    (vacancy,) = [
+        link.node for link in first.creator.base.links.get_incoming().all() if link.link_label != "structures"
+    ]
+    assert "potential" not in vacancy.creator.inputs  # no relaxation, no potential
+    process.ctx.iteration = 2
+    second = process._exploration_structures()
+    assert second.n_frames == first.n_frames + 2
+    made = [
+        link.node
+        for link in second.creator.base.links.get_incoming().all()
+        if link.link_label != "structures"
+    ]
+    assert len(made) == 2
+    (pk,) = {node.creator.pk for node in made}  # one generation for the parent
+    generation = orm.load_node(pk)
+    assert (
+        generation.process_label == "generate_structures"
+        and generation.inputs.potential.pk == tiny_potential.pk
+    )
+    assert generation.inputs.parent.value == 1
+    details = generation.outputs.details.get_dict()
+    for node in made:
+        assert node.label == "random Al4" and len(node.sites) == 4
+        (link,) = [x for x in generation.base.links.get_outgoing().all() if x.node.pk == node.pk]
+        record = details[link.link_label]
+        assert record["generator"] == "random" and record["composition"] == {"Al": 4}
+        relaxation = record["relaxation"]
+        assert 0 < relaxation["steps"] <= 30
+        assert relaxation["converged"] == (relaxation["max_force"] < 0.05)
+        assert relaxation["energy_per_atom"] < relaxation["start_energy_per_atom"]
+        assert relaxation["max_force_deviation"] > 0  # the committee's spread at the relaxed packing, eV/A
+        assert node.get_cell_volume() / 4 == pytest.approx(16.6075, rel=1e-4)  # structure 1's volume per atom
