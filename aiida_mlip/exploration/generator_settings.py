@@ -197,6 +197,10 @@ class RandomSettings(_Copies):
         The relaxation stops when every atomic force is below it, eV/Angstrom (> 0).
     cell : bool
         Relax the cell too (zero pressure, ASE's ``FrechetCellFilter``).
+    repulsion : float
+        Stiffness k of the soft hard core added to the committee during the relaxation, eV/Angstrom^2
+        (>= 0; 0: none): a pair closer than its least distance d (``min_distance``) adds
+        k/2 (d - r)^2 eV (AIRSS's minimum separation), against committees that let atoms collapse.
     """
 
     block: ClassVar[str] = "exploration.generate.random"
@@ -211,10 +215,11 @@ class RandomSettings(_Copies):
     steps: pydantic.NonNegativeInt = 100
     fmax: pydantic.PositiveFloat = 0.05
     cell: bool = False
+    repulsion: pydantic.NonNegativeFloat = 1000.0
 
     _fractions = pydantic.field_validator("composition")(classmethod(lambda cls, v: _composition(v)))
 
-    @pydantic.field_validator("volume_per_atom", "min_distance", "fmax")
+    @pydantic.field_validator("volume_per_atom", "min_distance", "fmax", "repulsion")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):

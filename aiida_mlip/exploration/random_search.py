@@ -11,7 +11,10 @@ J. Phys.: Condens. Matter 23, 053201 (2011)), with the learned potential in plac
    spheres; by default ``radius_factor`` (0.7) times the sum of the two covalent radii);
 3. a relaxation (:func:`relax`): FIRE (Bitzek et al., Phys. Rev. Lett. 97, 170201 (2006)) of the
    positions (and of the cell at zero pressure with ``cell``) with the committee mean, until every
-   atomic force is below ``fmax`` or after ``steps`` steps.
+   atomic force is below ``fmax`` or after ``steps`` steps. With ``repulsion`` k > 0 a soft hard core
+   is added to the committee during it (AIRSS's minimum separation, MINSEP): every pair closer than
+   its least distance d adds E = k/2 (d - r)^2 (:class:`MinimumSeparation`), so that a committee
+   without short-range repulsion (trained on bulk only) cannot pull atoms onto each other.
 
 The relaxed structures sit in the committee's own minima, where spurious minima and environments
 it never saw show up: a large committee force deviation there is what the exploration looks for,
@@ -29,14 +32,22 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes, all_properties
 from ase.cell import Cell
 from ase.data import atomic_numbers, covalent_radii
 from ase.geometry import get_distances
 
 from .generator_settings import RandomSettings
 
-__all__ = ("element_counts", "random_cell", "random_packing", "random_structures", "relax")
+__all__ = (
+    "MinimumSeparation",
+    "element_counts",
+    "pair_repulsion",
+    "random_cell",
+    "random_packing",
+    "random_structures",
+    "relax",
+)
 
 #: Tries to place one atom before the packing starts again in a new cell, and packings before giving up.
 PLACEMENT_TRIES = 1000
@@ -130,6 +141,73 @@ def random_packing(
     )
 
 
+def pair_repulsion(atoms: Atoms, least: np.ndarray, k: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Soft hard core: E = sum over pairs closer than their least distance d of k/2 (d - r)^2.
+
+    Parameters
+    ----------
+    atoms
+        Positions, cell and periodicity (periodic images count).
+    least
+        (N, N) least distance of every pair of atoms (by index), Angstrom.
+    k
+        Stiffness, eV/Angstrom^2.
+
+    Returns
+    -------
+    (float, ndarray, ndarray)
+        Energy (eV), forces (N, 3; eV/Angstrom) and stress (Voigt xx yy zz yz xz xy, eV/Angstrom^3,
+        ASE's sign: 1/V dE/dstrain; zeros without a 3-d periodic cell).
+    """
+    from ase.neighborlist import neighbor_list
+
+    forces, stress = np.zeros((len(atoms), 3)), np.zeros(6)
+    if k == 0 or len(atoms) == 0:
+        return 0.0, forces, stress
+    first, second, r, vectors = neighbor_list("ijdD", atoms, float(np.max(least)))
+    overlap = least[first, second] - r
+    close = overlap > 0
+    first, second, r, vectors, overlap = first[close], second[close], r[close], vectors[close], overlap[close]
+    energy = 0.25 * k * float(np.sum(overlap**2))  # every pair is listed twice (i, j) and (j, i)
+    dedr = -k * overlap  # dE/dr of one pair
+    pair_forces = (0.5 * dedr / r)[:, None] * vectors  # half: the pair's other listing adds the rest
+    np.add.at(forces, first, pair_forces)
+    np.add.at(forces, second, -pair_forces)
+    if atoms.pbc.all() and atoms.get_volume() > 0:
+        virial = np.einsum("p,pa,pb->ab", 0.5 * dedr / r, vectors, vectors) / atoms.get_volume()
+        stress = virial[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return energy, forces, stress
+
+
+class MinimumSeparation(Calculator):
+    """``calculator`` plus :func:`pair_repulsion` (stiffness ``k``, eV/Angstrom^2, least distances
+    ``least``): energy, forces and stress summed; the wrapped calculator's results that are no ASE
+    property (a committee's spread) passed on, ``repulsion_energy`` (eV) added."""
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, calculator: Calculator, least: np.ndarray, k: float) -> None:
+        super().__init__()
+        self.calculator, self.least, self.k = calculator, np.asarray(least, dtype=float), float(k)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        energy, forces, stress = pair_repulsion(self.atoms, self.least, self.k)
+        inner = self.atoms.copy()
+        inner.calc = self.calculator
+        self.results = {
+            "energy": float(inner.get_potential_energy()) + energy,
+            "forces": np.asarray(inner.get_forces()) + forces,
+            "repulsion_energy": energy,
+        }
+        self.results["free_energy"] = self.results["energy"]
+        if "stress" in properties:
+            self.results["stress"] = np.asarray(inner.get_stress()) + stress
+        for key, value in self.calculator.results.items():
+            if key not in all_properties:  # its energy, forces, stress are summed above, not passed on
+                self.results.setdefault(key, value)
+
+
 def _sane(atoms: Atoms, least: float, volume: float, cell: bool) -> bool:
     """Finite energy, forces and positions; no pair closer than half ``least``; volume within 4x."""
     finite = np.isfinite(atoms.positions).all() and np.isfinite(atoms.get_potential_energy())
@@ -145,7 +223,13 @@ def _sane(atoms: Atoms, least: float, volume: float, cell: bool) -> bool:
 
 
 def relax(
-    atoms: Atoms, calculator: Calculator, steps: int, fmax: float, cell: bool = False, least: float = 0.0
+    atoms: Atoms,
+    calculator: Calculator,
+    steps: int,
+    fmax: float,
+    cell: bool = False,
+    least: float | np.ndarray = 0.0,
+    repulsion: float = 0.0,
 ) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``atoms`` with ``calculator`` (FIRE; positions, and the cell with ``cell``); a copy.
 
@@ -162,7 +246,11 @@ def relax(
     cell
         Relax the cell too, at zero pressure (``FrechetCellFilter``).
     least
-        The packing's least pair distance, Angstrom: a pair closer than half of it is an explosion.
+        The packing's least pair distance, Angstrom, one for all pairs or (N, N) per pair of atoms: a
+        pair closer than half the smallest is an explosion.
+    repulsion
+        Stiffness k of the soft hard core added during the relaxation (:class:`MinimumSeparation`),
+        eV/Angstrom^2; 0: none.
 
     Returns
     -------
@@ -170,29 +258,38 @@ def relax(
         The relaxed structure (no calculator) and its record: ``steps``, ``converged``,
         ``exploded``, ``start_energy_per_atom`` and ``energy_per_atom`` (eV/atom), ``max_force``
         (largest atomic force, eV/Angstrom), ``volume_per_atom`` (Angstrom^3/atom, of the relaxed
-        cell), ``max_force_deviation`` (eV/Angstrom, ``None`` for a
-        calculator without a committee spread).
+        cell), ``max_force_deviation`` (the committee's, eV/Angstrom, ``None`` for a calculator
+        without a committee spread), ``repulsion_energy`` (eV, of the whole relaxed structure;
+        included in ``energy_per_atom`` and its forces in ``max_force``: those are of the potential
+        relaxed on, ``calculator`` plus the repulsion) and ``repulsion_active`` (a pair closer than
+        its least distance there).
     """
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE
 
+    if repulsion < 0:
+        raise ValueError(f"repulsion must be >= 0 eV/Angstrom^2, not {repulsion}")
+    pairs = np.broadcast_to(np.asarray(least, dtype=float), (len(atoms), len(atoms)))
+    smallest = float(pairs.min()) if len(atoms) else 0.0
+    potential = MinimumSeparation(calculator, pairs, repulsion) if repulsion > 0 else calculator
     current = atoms.copy()
-    current.calc = calculator
+    current.calc = potential
     start_energy = float(current.get_potential_energy())
     volume = current.get_volume()
     good, exploded, converged, taken = current.copy(), False, False, 0
     if steps > 0:
         optimiser = FIRE(FrechetCellFilter(current) if cell else current, logfile=None)
         for converged in optimiser.irun(fmax=fmax, steps=steps):  # noqa: B007 - the last one counts
-            if not _sane(current, least, volume, cell):
+            if not _sane(current, smallest, volume, cell):
                 exploded, converged = True, False
                 break
             good, taken = current.copy(), optimiser.nsteps
     final = good.copy()
-    final.calc = calculator  # evaluate the kept configuration once more: its energy, forces, spread
+    final.calc = potential  # evaluate the kept configuration once more: its energy, forces, spread
     forces = np.asarray(final.get_forces())
     max_force = float(np.linalg.norm(forces, axis=1).max()) if len(final) else 0.0
-    deviation = calculator.results.get("max_force_deviation")
+    deviation = potential.results.get("max_force_deviation")
+    repulsion_energy = float(potential.results.get("repulsion_energy", 0.0))
     record = {
         "steps": int(taken),
         "converged": bool(converged) or (steps == 0 and max_force < fmax),
@@ -202,6 +299,8 @@ def relax(
         "max_force": round(max_force, 8),
         "volume_per_atom": round(float(final.get_volume()) / len(final), 6),
         "max_force_deviation": None if deviation is None else round(float(deviation), 8),
+        "repulsion_energy": round(repulsion_energy, 8),
+        "repulsion_active": repulsion_energy > 0,
     }
     final.calc = None
     return final, record
@@ -262,6 +361,9 @@ def random_structures(
             max_aspect=settings.max_aspect,
         )
         least = packing.info.pop("min_distance")
+        pairs = _least_distances(
+            packing.get_chemical_symbols(), settings.min_distance, settings.radius_factor
+        )
         details: dict[str, Any] = {
             "composition": counts,
             "volume_per_atom": round(float(volume_per_atom), 6),
@@ -270,7 +372,13 @@ def random_structures(
         }
         if calculator is not None:
             packing, details["relaxation"] = relax(
-                packing, calculator, settings.steps, settings.fmax, cell=settings.cell, least=least
+                packing,
+                calculator,
+                settings.steps,
+                settings.fmax,
+                cell=settings.cell,
+                least=pairs,
+                repulsion=settings.repulsion,
             )
         images.append((packing, details))
     from .generators import _tagged

@@ -18,6 +18,7 @@ from aiida_mlip.exploration.generators import (
     surface_slabs,
     vacancies,
 )
+from aiida_mlip.exploration.random_search import MinimumSeparation, pair_repulsion
 from aiida_mlip.settings import SettingsError
 
 A = 4.05  # Angstrom, EMT-ish aluminium
@@ -117,6 +118,7 @@ def test_generate_runs_the_kinds_due(cell):
         ({"random": {"composition": {"Al": 0.5}}}, "add up to 1"),
         ({"random": {"radius_factor": 0.0}}, "random.radius_factor`: Input should be greater than 0"),
         ({"random": {"atoms": 0}}, "random.atoms`: Input should be greater than 0"),
+        ({"random": {"repulsion": -1.0}}, "random.repulsion`: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_settings_are_refused(values, message):
@@ -239,10 +241,15 @@ def test_an_exploded_relaxation_is_kept_and_flagged(cell):
     """A pair potential whose minimum is at 0.3 A pulls the atoms together: the relaxation is stopped
     before any pair is closer than half the least distance, and the structure is kept, flagged."""
     collapse = MorsePotential(epsilon=1.0, r0=0.3, rho0=1.0, rcut1=10.0, rcut2=13.0)  # cutoffs: units of r0
-    block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01)
+    block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, repulsion=0.0)
     (atoms,) = random_structures(cell, block, np.random.default_rng(1), collapse)
     record = atoms.info["relaxation"]
-    assert record["exploded"] and not record["converged"] and record["steps"] < 200
+    assert (
+        record["exploded"]
+        and not record["repulsion_active"]
+        and not record["converged"]
+        and record["steps"] < 200
+    )
     distances = atoms.get_all_distances(mic=True)[~np.eye(8, dtype=bool)]
     assert 0.5 * atoms.info["min_distance"] <= distances.min() < atoms.info["min_distance"]  # pulled in, kept
 
@@ -257,3 +264,65 @@ def test_random_search_refuses_what_it_cannot_do(cell):
         "Al",
         "Cu",
     }
+
+
+def test_the_minimum_separation_repulsion_is_the_gradient_of_its_energy():
+    """Forces and stress of the soft hard core are minus the finite-difference derivatives of its energy."""
+    rng = np.random.default_rng(5)
+    atoms = bulk("Al", "fcc", a=3.0, cubic=True)  # 2.12 A neighbours, well inside 2.5 A
+    atoms.cell = atoms.cell.array + rng.normal(0, 0.1, (3, 3))
+    atoms.positions += rng.normal(0, 0.15, atoms.positions.shape)
+    least = np.full((4, 4), 2.5)
+    least[0, 1] = least[1, 0] = 2.7  # a pair of its own
+    energy, forces, stress = pair_repulsion(atoms, least, 20.0)
+    assert energy > 1.0
+    step = 1e-5
+    numeric = np.zeros_like(forces)
+    for i, a in np.ndindex(*forces.shape):
+        moved = [atoms.copy(), atoms.copy()]
+        moved[0].positions[i, a] += step
+        moved[1].positions[i, a] -= step
+        numeric[i, a] = -(
+            pair_repulsion(moved[0], least, 20.0)[0] - pair_repulsion(moved[1], least, 20.0)[0]
+        ) / (2 * step)
+    assert forces == pytest.approx(numeric, abs=1e-6)
+    assert forces.sum(axis=0) == pytest.approx([0, 0, 0], abs=1e-10)
+    strained = np.zeros(6)
+    for v, (a, b) in enumerate([(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]):
+        energies = []
+        for sign in (1, -1):
+            strain = np.eye(3)
+            strain[a, b] += sign * step / 2
+            strain[b, a] += sign * step / 2
+            moved = atoms.copy()
+            moved.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+            energies.append(pair_repulsion(moved, least, 20.0)[0])
+        strained[v] = (energies[0] - energies[1]) / (2 * step) / atoms.get_volume()
+    assert stress == pytest.approx(strained, abs=1e-6)
+    # the wrapper adds them to the wrapped calculator's
+    atoms.calc = MinimumSeparation(EMT(), least, 20.0)
+    alone = atoms.copy()
+    alone.calc = EMT()
+    assert atoms.get_potential_energy() == pytest.approx(alone.get_potential_energy() + energy, abs=1e-9)
+    assert atoms.get_forces() == pytest.approx(alone.get_forces() + forces, abs=1e-9)
+    assert atoms.get_stress() == pytest.approx(alone.get_stress() + stress, abs=1e-9)
+    assert atoms.calc.results["repulsion_energy"] == pytest.approx(energy)
+    assert pair_repulsion(atoms, least, 0.0)[0] == 0.0
+
+
+def test_the_repulsion_stops_a_collapse(cell):
+    """The collapsing Morse pair of the test above, with the soft hard core (the default stiffness and
+    a soft one): all 200 steps run, nothing explodes, the atoms are pulled into contact, no pair
+    comes under 0.9 of the least distance."""
+    collapse = MorsePotential(epsilon=1.0, r0=0.3, rho0=1.0, rcut1=10.0, rcut2=13.0)
+    for repulsion in ({}, {"repulsion": 50.0}):
+        block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, **repulsion)
+        (atoms,) = random_structures(cell, block, np.random.default_rng(1), collapse)
+        record = atoms.info["relaxation"]
+        assert not record["exploded"] and record["steps"] == 200
+        assert record["energy_per_atom"] < record["start_energy_per_atom"] - 1e-3
+        assert 0 <= record["repulsion_energy"] < 1e-3
+        distances = atoms.get_all_distances(mic=True)[~np.eye(8, dtype=bool)]
+        assert 0.9 * atoms.info["min_distance"] <= distances.min() < 1.01 * atoms.info["min_distance"]
+        assert record["repulsion_active"] == (distances.min() < atoms.info["min_distance"])
+    assert record["repulsion_active"]  # the soft core is pressed in
