@@ -6,7 +6,7 @@ relaxes (FIRE, positions only, ``--steps`` steps at most, fmax 0.05 eV/Angstrom)
 8-atom aluminium cells of the same volume per atom (16.6 Angstrom^3):
 
 - ``random``: ``--n`` random packings (also evaluated unrelaxed, ``steps: 0``) (``exploration.generate.random`` defaults: random cell, atoms
-  at least 0.7 x the summed covalent radii apart), the work chain's ``random`` kind, relaxed once per
+  at least 0.9 x the summed covalent radii apart, or ``--min-distance``), the work chain's ``random`` kind, relaxed once per
   ``--repulsion`` stiffness (eV/Angstrom^2, 0: no minimum-separation repulsion);
 - ``rattled bulk``: ``--n`` copies of the fcc cell (2 x 1 x 1 conventional) with every atom
   displaced by a Gaussian of 0.1 Angstrom per component.

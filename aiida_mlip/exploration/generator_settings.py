@@ -210,7 +210,7 @@ class RandomSettings(_Copies):
     atoms: pydantic.PositiveInt | None = None
     volume_per_atom: pydantic.PositiveFloat | None = None
     min_distance: pydantic.PositiveFloat | None = None
-    radius_factor: float = pydantic.Field(0.7, gt=0.0, le=2.0)
+    radius_factor: float = pydantic.Field(0.9, gt=0.0, le=2.0)
     max_aspect: float = pydantic.Field(2.0, ge=1.0, le=4.0)
     steps: pydantic.NonNegativeInt = 100
     fmax: pydantic.PositiveFloat = 0.05

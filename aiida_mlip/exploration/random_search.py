@@ -8,7 +8,7 @@ J. Phys.: Condens. Matter 23, 053201 (2011)), with the learned potential in plac
    opposite faces) is at most ``max_aspect``, scaled to ``volume_per_atom`` times the atoms;
 2. a random packing (:func:`random_packing`): the atoms at uniformly random points of the cell, a
    point rejected when it is closer to an atom placed before than the pair's least distance (hard
-   spheres; by default ``radius_factor`` (0.7) times the sum of the two covalent radii);
+   spheres; by default ``radius_factor`` (0.9) times the sum of the two covalent radii);
 3. a relaxation (:func:`relax`): FIRE (Bitzek et al., Phys. Rev. Lett. 97, 170201 (2006)) of the
    positions (and of the cell at zero pressure with ``cell``) with the committee mean, until every
    atomic force is below ``fmax`` or after ``steps`` steps. With ``repulsion`` k > 0 a soft hard core
@@ -95,7 +95,7 @@ def random_packing(
     volume: float,
     rng: np.random.Generator,
     min_distance: float | None = None,
-    radius_factor: float = 0.7,
+    radius_factor: float = 0.9,
     max_aspect: float = 2.0,
 ) -> Atoms:
     """Atoms ``symbols`` (in a random order) at random points of a random periodic cell of ``volume``.

@@ -164,7 +164,14 @@ def _pair_distances_ok(atoms, factor=0.7):
 
 def test_random_packings_respect_distance_composition_and_volume(cell):
     """Unrelaxed packings (steps 0): the composition, the volume and the hard-sphere distances asked for."""
-    block = _block("random", structures=5, composition={"Al": 0.7, "Cu": 0.3}, atoms=10, volume_per_atom=14.0)
+    block = _block(
+        "random",
+        structures=5,
+        composition={"Al": 0.7, "Cu": 0.3},
+        atoms=10,
+        volume_per_atom=14.0,
+        radius_factor=0.7,
+    )
     block.steps = 0
     packings = random_structures(cell, block, np.random.default_rng(3))
     for atoms in packings:
@@ -241,7 +248,7 @@ def test_an_exploded_relaxation_is_kept_and_flagged(cell):
     """A pair potential whose minimum is at 0.3 A pulls the atoms together: the relaxation is stopped
     before any pair is closer than half the least distance, and the structure is kept, flagged."""
     collapse = MorsePotential(epsilon=1.0, r0=0.3, rho0=1.0, rcut1=10.0, rcut2=13.0)  # cutoffs: units of r0
-    block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, repulsion=0.0)
+    block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, repulsion=0.0, radius_factor=0.7)
     (atoms,) = random_structures(cell, block, np.random.default_rng(1), collapse)
     record = atoms.info["relaxation"]
     assert (
@@ -257,8 +264,8 @@ def test_an_exploded_relaxation_is_kept_and_flagged(cell):
 def test_random_search_refuses_what_it_cannot_do(cell):
     with pytest.raises(ValueError, match="relaxed with the committee: give a calculator"):
         random_structures(cell, _block("random"), np.random.default_rng(0))
-    tight = _block("random", atoms=8, volume_per_atom=1.0, steps=0)  # 1 A^3 per atom, 1.7 A apart
-    with pytest.raises(ValueError, match="could not pack 8 atoms 1.69 Angstrom or more apart"):
+    tight = _block("random", atoms=8, volume_per_atom=1.0, steps=0)  # 1 A^3 per atom, 2.2 A apart
+    with pytest.raises(ValueError, match="could not pack 8 atoms 2.18 Angstrom or more apart"):
         random_structures(cell, tight, np.random.default_rng(0))
     assert GenerateSettings.from_mapping({"random": {"composition": {"Al": 0.5, "Cu": 0.5}}}).elements == {
         "Al",
@@ -316,7 +323,7 @@ def test_the_repulsion_stops_a_collapse(cell):
     comes under 0.9 of the least distance."""
     collapse = MorsePotential(epsilon=1.0, r0=0.3, rho0=1.0, rcut1=10.0, rcut2=13.0)
     for repulsion in ({}, {"repulsion": 50.0}):
-        block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, **repulsion)
+        block = _block("random", structures=1, atoms=8, steps=200, fmax=0.01, radius_factor=0.7, **repulsion)
         (atoms,) = random_structures(cell, block, np.random.default_rng(1), collapse)
         record = atoms.info["relaxation"]
         assert not record["exploded"] and record["steps"] == 200
