@@ -106,3 +106,7 @@ def test_dataset_export_extxyz(finished_run, data_command, tmp_path):
     np.testing.assert_allclose(
         np.concatenate([atoms.positions for atoms in images]), frames.positions, atol=1e-6
     )
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

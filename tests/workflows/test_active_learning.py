@@ -158,3 +158,7 @@ def test_launch_refuses_bad_input(tmp_path):
     (tmp_path / "al.xyz").write_text("1\n\nAl 0 0 0\n")
     labeller = runner.invoke(cmd_root, ["launch", str(tmp_path / "al.xyz"), "--labeller", "vasp"])
     assert labeller.exit_code != 0 and "unknown labeller" in labeller.output
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from aiida.engine import submit
 
 from aiida_mlip.calculations.label import LabelCalculation
@@ -137,3 +138,7 @@ def test_daemon_run_survives_a_restart_and_its_lineage_survives_an_archive(
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )
     assert json.loads(output.stdout.strip().splitlines()[-1]) == here
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

@@ -100,3 +100,7 @@ def test_max_concurrent_reaches_the_steps_from_options_and_cluster_files(engine_
     cluster["steps"] = {"train": {"max_concurrent": 4}}
     with pytest.raises(ClusterConfigError, match="only explore and label have it"):
         validate_cluster_config(cluster)
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

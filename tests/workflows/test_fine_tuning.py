@@ -71,3 +71,7 @@ def test_a_parent_model_beside_an_initial_potential_is_refused(
     builder.train.parameters = orm.Dict({**TINY_TRAINING, "parent_model": str(tiny_model_file)})
     with pytest.raises(ValueError, match=r"parent_model`? is a path"):
         generate_workchain(ActiveLearningWorkChain, builder)
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

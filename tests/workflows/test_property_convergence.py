@@ -172,3 +172,7 @@ def test_an_unchanged_committee_carries_over_and_the_next_is_compared_with_it(
         assert entry["previous"] == one[name]["mean"]
         assert entry["change"] == pytest.approx(0.0, abs=1e-9) and entry["within_change"]
         assert not entry["within_spread"]  # the impossible spread tolerance
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow

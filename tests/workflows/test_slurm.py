@@ -10,6 +10,7 @@ import pathlib
 import re
 import subprocess
 
+import pytest
 from aiida import orm
 from aiida.engine import run_get_node, submit
 
@@ -140,3 +141,7 @@ def test_training_runs_over_ssh_on_slurm(aluminium_dataset, slurm_ssh_codes):
     assert node.computer.transport_type == "core.ssh_async"
     assert slurm_job_record(node.get_job_id()).get("JobState") == "COMPLETED"
     assert "potential" in results
+
+
+#: each test here (or its fixtures) takes over ~30 s: `make test` starts this file early (tests/conftest.py)
+pytestmark = pytest.mark.slow
