@@ -77,6 +77,10 @@ class _Kind(Settings):
     iterations: list[pydantic.PositiveInt] = pydantic.Field(default_factory=lambda: [1])
     parents: list[pydantic.NonNegativeInt] | None = None
 
+    def applies_to(self, parent: int) -> bool:
+        """Whether this kind is applied to start structure ``parent`` (all of them without ``parents``)."""
+        return self.parents is None or parent in self.parents
+
     @pydantic.field_validator("iterations")
     @classmethod
     def _some_iterations(cls, value: list[int]) -> list[int]:

@@ -253,7 +253,7 @@ def generate(
     images = []
     for index, parent in sorted(indexed.items()):
         for number, (kind, block) in enumerate(settings.kinds_at(iteration)):
-            if block.parents is not None and index not in block.parents:
+            if not block.applies_to(index):
                 continue
             rng = np.random.default_rng([settings.seed, iteration, index, number])
             if kind == "surfaces":

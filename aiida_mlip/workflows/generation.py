@@ -160,7 +160,7 @@ class GenerationMixin:
         due = settings.kinds_at(iteration)
         generated = {}
         for index in range(self.inputs.structures.n_frames):
-            if not any(block.parents is None or index in block.parents for _, block in due):
+            if not any(block.applies_to(index) for _, block in due):
                 continue
             parent = structure_of(
                 self.inputs.structures,
@@ -168,9 +168,7 @@ class GenerationMixin:
                 metadata={"call_link_label": f"start_structure_{index}_{iteration}"},
             )
             # the random kind relaxes its packings with the committee of this iteration
-            relaxing = any(
-                name == "random" and (block.parents is None or index in block.parents) for name, block in due
-            )
+            relaxing = any(name == "random" and block.applies_to(index) for name, block in due)
             extra = {"potential": self._current_potential()} if relaxing else {}
             outputs = generate_structures(
                 parent,
