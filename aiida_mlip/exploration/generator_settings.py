@@ -12,7 +12,7 @@ structures) and ``parents`` (indices of the start structures it is applied to; a
         surfaces: {miller: [[1, 1, 1], [1, 0, 0]], thickness: 8.0, vacuum: 10.0, iterations: [2]}
         vacancies: {count: 1, structures: 2, iterations: [2]}
         interstitials: {element: Al, count: 1}
-        substitutions: {composition: {Al: 0.75, Cu: 0.25}, structures: 2}
+        substitutions: {composition: {Al: 0.75, Cu: 0.25}, structures: 2, method: sqs}
         strains: {max_strain: 0.04, shear: true, structures: 2}
         random: {structures: 4, steps: 100, fmax: 0.05, iterations: [2]}
         max_share: 0.5
@@ -30,7 +30,7 @@ are dimensionless.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pydantic
 from ase.data import chemical_symbols
@@ -149,11 +149,26 @@ class InterstitialSettings(_Copies):
 
 
 class SubstitutionSettings(_Copies):
-    """``substitutions``: random alloys on the parent's sites; ``composition`` maps element -> fraction (sum 1)."""
+    """``substitutions``: alloys on the parent's sites at ``composition`` (element -> fraction, sum 1).
+
+    Attributes
+    ----------
+    method : {"random", "sqs"}
+        ``random``: the species shuffled over the sites; ``sqs``: special quasi-random structures,
+        whose pair correlations over the first ``shells`` neighbour shells are matched to the ideal
+        random alloy's (:func:`~aiida_mlip.exploration.sqs.special_quasirandom`).
+    shells : int
+        Neighbour shells an ``sqs`` matches (>= 1).
+    sqs_steps : int
+        Attempted site swaps of each of the ``sqs`` search's 4 random starts (>= 0).
+    """
 
     block: ClassVar[str] = "exploration.generate.substitutions"
 
     composition: dict[str, float]
+    method: Literal["random", "sqs"] = "random"
+    shells: pydantic.PositiveInt = 3
+    sqs_steps: pydantic.NonNegativeInt = 3000
 
     _fractions = pydantic.field_validator("composition")(classmethod(lambda cls, v: _composition(v)))
 

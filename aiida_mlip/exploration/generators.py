@@ -10,7 +10,8 @@ surfaces, point defects, disordered alloys and strained cells:
 - :func:`vacancies`: random sites removed;
 - :func:`interstitials`: atoms inserted at the most open of many random points (the point farthest
   from every atom, a sampled stand-in for the largest Voronoi void);
-- :func:`substitutions`: random substitutional disorder at a given composition (exact counts);
+- :func:`substitutions`: random substitutional disorder at a given composition (exact counts), or
+  special quasi-random structures (:mod:`~aiida_mlip.exploration.sqs`);
 - :func:`strained_cells`: cells deformed by random symmetric strain tensors (normal and shear),
   ``cell' = cell (I + eps)``, atoms moved with the cell;
 - :func:`~aiida_mlip.exploration.random_search.random_structures`: random packings of the
@@ -44,6 +45,7 @@ from .generator_settings import (
     VacancySettings,
 )
 from .random_search import element_counts, random_structures
+from .sqs import special_quasirandom
 
 __all__ = (
     "generate",
@@ -182,15 +184,25 @@ def substitutions(parent: Atoms, settings: SubstitutionSettings, rng: np.random.
 
     Each element gets ``round(fraction * N)`` sites (the largest remainders decide the last ones so
     the counts add up to ``N``), shuffled at random over all sites: an ideal random solid solution
-    on the parent lattice. ``info["composition"]`` holds the counts.
+    on the parent lattice. With ``method: sqs`` the sites are arranged as a special quasi-random
+    structure instead (:func:`~aiida_mlip.exploration.sqs.special_quasirandom`), and
+    ``info["sro"]`` / ``info["sro_random"]`` hold the largest Warren-Cowley parameter per shell of
+    the result and of a plain shuffle. ``info["composition"]`` holds the counts.
     """
     composition = element_counts(settings.composition, len(parent))
     pool = np.repeat(list(composition), list(composition.values()))
     images = []
     for _ in range(settings.structures):
-        child = parent.copy()
-        child.set_chemical_symbols(list(rng.permutation(pool)))
-        images.append(_tagged(child, "substitution", composition=dict(composition)))
+        if settings.method == "sqs":
+            child = special_quasirandom(parent, composition, rng, settings.shells, settings.sqs_steps)
+            details = {"sro": child.info.pop("sro"), "sro_random": child.info.pop("sro_random")}
+        else:
+            child = parent.copy()
+            child.set_chemical_symbols(list(rng.permutation(pool)))
+            details = {}
+        images.append(
+            _tagged(child, "substitution", composition=dict(composition), method=settings.method, **details)
+        )
     return images
 
 
