@@ -6,7 +6,7 @@
 * Each calibration pools the pairs of every iteration so far (the previous calibration is an input).
 * On a held-out EMT set (near-equilibrium MD, deviations below the trust windows the run labelled
   in), the run's own latest calibration predicts the final committee's per-frame max force error
-  within a factor of 2 for at least half of the frames (issue 11 asks 80%: measured 73-97%); the
+  within a factor of 2 for at least 80% of the frames (issue 11); the
   rank correlation is reported, and so is a calibration fitted on half of the held-out set
   predicting the other half.
 """
@@ -68,7 +68,7 @@ def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
     results, _ = demo_run
     history = results["history"]["iterations"]
     assert sum(record["n_labelled"] > 0 for record in history) >= 2
-    pooled = n_valid_before = 0
+    pooled = 0
     for record in history:
         key = f"iteration_{record['iteration']}"
         if not record["n_labelled"]:
@@ -82,10 +82,9 @@ def test_calibration_is_recorded_every_iteration_that_labelled(demo_run):
         n_valid = len(calibration["validation_pairs"]["predicted"])
         assert len(calibration["pooled_pairs"]["predicted"]) == pooled
         assert record["calibration"]["n_new_pairs"] == record["n_labelled"]
-        # each committee's own validation frames join the fit (the training that made it held them
-        # out), pooled over the committees so far like the label pairs
-        assert n_valid > n_valid_before and record["calibration"]["n_validation_pairs"] == n_valid
-        n_valid_before = n_valid
+        # the calibrated committee's own validation frames join the fit (the training that made it
+        # held them out); earlier committees' do not
+        assert n_valid >= 1 and record["calibration"]["n_validation_pairs"] == n_valid
         assert fit["n_pairs"] == pooled + n_valid
         assert 0.3 <= fit["exponent"] <= 1.5
         assert fit["spearman"] is not None and math.isfinite(fit["spearman"])
@@ -99,13 +98,13 @@ def test_calibrated_errors_hold_on_held_out_frames(demo_run):
     assert latest is not None, "every calibration fell back (fewer than 10 pairs)"
     check = calibration_check(results["potential"], held_out_set(), latest[1])
     assert check["n_frames"] == 30
-    # The new labels all lie above the held-out frames' deviations (0.007-0.08 eV/A); the committees'
-    # own validation frames, which join each fit, reach down there. Labels only: 50 and 53 % of the
-    # held-out frames within a factor of 2 (median observed/predicted 1.99, 1.88). With validation
-    # pairs: 97 % (median 1.02, latest committee's pairs only) and 73 % (median 1.58, pooled over the
-    # committees) in two runs, so the 80 % of issue 11 is not yet reliable; asserted is what held.
+    # The new labels all lie above the held-out frames' deviations (0.007-0.08 eV/A); the calibrated
+    # committee's own validation frames, which join each fit, reach down there. Labels only: 50 and
+    # 53 % of the held-out frames within a factor of 2 (median observed/predicted 1.99, 1.88); with
+    # the validation pairs of every committee pooled, 73-100 %; with the calibrated committee's own
+    # (shipped), 93-100 % over the AiiDA-free loop's seeds 0-6 (README, "Calibrated uncertainty").
     print(f"held-out calibration check: {check}")
     assert check["spearman"] > 0.5, check
-    assert check["recorded"]["within_factor_2"] >= 0.5, check
+    assert check["recorded"]["within_factor_2"] >= 0.8, check
     assert 1 / 3 < check["recorded"]["median_ratio"] < 3.0, check
     assert check["two_fold"]["within_factor_2"] >= 0.8, check

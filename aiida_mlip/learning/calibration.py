@@ -459,7 +459,7 @@ def validation_pairs(metrics: Mapping[str, Any] | None) -> CalibrationPairs:
 def fit_with_validation(
     label_pairs: CalibrationPairs, validation: CalibrationPairs | None = None
 ) -> tuple[Calibration, CalibrationPairs]:
-    """Fit the label pairs of every iteration so far together with the committees' validation pairs.
+    """Fit the label pairs of every iteration so far together with the calibrated committee's validation pairs.
 
     Returns the calibration and the pairs it was fitted on. The fit's fallback warning (fewer than
     the minimum number of pairs) is silenced: ``Calibration.fallback`` says so, and callers report it.

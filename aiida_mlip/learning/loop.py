@@ -54,7 +54,11 @@ from aiida_mlip.learning.calibration import (
 )
 from aiida_mlip.learning.convergence import ConvergenceSettings, decide
 from aiida_mlip.learning.initial import InitialSettings, initial_structures
-from aiida_mlip.learning.property_convergence import PropertyConvergenceSettings
+from aiida_mlip.learning.property_convergence import (
+    PropertyConvergenceSettings,
+    probes_due,
+    property_probes,
+)
 from aiida_mlip.potentials.backends import get_backend
 from aiida_mlip.potentials.calculator import CommitteeCalculator
 from aiida_mlip.potentials.frames import Frames
@@ -297,6 +301,7 @@ def run_active_learning(
         cutoff = model.cutoff if model is not None else TrainConfig.from_mapping(settings.training).cutoff
         property_atoms = properties.check_structures(list(structures), cutoff=cutoff)
     judged_model, judged = None, None  # the committee whose properties were last computed, and them
+    probed, probes = set(), []  # properties probed so far; the probe structures the next iteration labels
     chosen = {**settings.selection.model_dump(mode="json", exclude_unset=True), "seed": seed}
     selection = SelectionSettings.from_mapping({**chosen, **({"strategy": strategy} if strategy else {})})
     labeller = _labeller_settings(labeller)
@@ -400,6 +405,12 @@ def run_active_learning(
         tags = [
             f"iteration{iteration}_walker{atoms.info['walker']}_step{atoms.info['step']}" for atoms in picked
         ]
+        if probes:  # the structures of the properties whose spread was too large, as the work chain
+            tags += [
+                f"iteration{iteration}_probe_{atoms.info['probe']}_{n}" for n, atoms in enumerate(probes)
+            ]
+            record["labels_origin"]["probes"] = record["n_probes"] = len(probes)
+            picked, probes = picked + probes, []
         labelled, failed = _label(picked, labeller, tags)
         record.update(n_labelled=0 if labelled is None else len(labelled), n_label_failures=failed)
         record["times"]["label"] = time.perf_counter() - began
@@ -409,7 +420,7 @@ def run_active_learning(
             # pooled with the earlier iterations' pairs, as the work chain's calibrate_uncertainty does
             new_pairs = calibration_pairs(calculator, labelled.to_atoms())
             pooled = CalibrationPairs.concatenate([pooled, new_pairs])
-            # with each committee's validation pairs so far, as the work chain's calibrate_uncertainty does
+            # with this committee's validation pairs, as the work chain's calibrate_uncertainty does
             calibration, _ = fit_with_validation(pooled, validation)
             record["calibration"] = {
                 **calibration.to_dict(),
@@ -437,7 +448,7 @@ def run_active_learning(
                 retrained = True
             if result.status in ("ok", "no_improvement"):
                 model, known_frames = result.model, result.training_frames
-                validation = CalibrationPairs.concatenate([validation, validation_pairs(metrics)])
+                validation = validation_pairs(metrics)  # the next calibration's committee
             if retrained:
                 record.update(
                     {
@@ -459,6 +470,13 @@ def run_active_learning(
                 judged = _property_fields(model, property_atoms, properties, judged, device)
                 judged_model = model
             record["properties"] = judged
+            due = probes_due(judged, properties, probed)
+            if due:
+                probes = [
+                    image for name in due for image in property_probes(name, property_atoms, properties)
+                ]
+                probed.update(due)
+                record["probes_due"] = {name: sum(a.info["probe"] == name for a in probes) for name in due}
             record["times"]["properties"] = time.perf_counter() - began
         decision = decide(record, history, settings.convergence, len(settings.schedule))
         record["convergence"] = decision.to_dict()
