@@ -21,7 +21,9 @@ A history is a list of per-iteration records (plain dicts, as stored in the ``hi
     and with ``convergence.properties``: properties: {"eos.B0": {mean, std, unit, previous, spread,
     change, tolerance: {change, spread}, within_change, within_spread, within_tolerance, error?},
     ...} (the committee's mean and std over its members in the quantity's unit, the relative spread
-    and the relative change from the last different committee; see ``property_fields``)
+    and the relative change from the last different committee; see ``property_fields``),
+    probes_due: {property: structures} (the probes made after this iteration's properties, labelled
+    in the next) and n_probes (the probe structures this iteration labelled beside its selection)
 
 The accurate fraction is over every checked frame, failed ones included. ``new_record``,
 ``exploration_fields`` and ``close_record`` build a record step by step (the work chain and the

@@ -237,7 +237,9 @@ def decide(
             + unexplored,
         )
     waiting = met and streak < settings.patience
-    if not int(record.get("n_labelled") or 0) and not waiting:
+    # a property's probes, due for labelling in the next iteration, are something new to learn
+    probing = bool(record.get("probes_due"))
+    if not int(record.get("n_labelled") or 0) and not waiting and not probing:
         if n_checked == 0 or n_failed == n_checked:
             return decision(
                 False,

@@ -22,7 +22,17 @@ the new committee. A quantity is within tolerance when
   is at most ``spread``.
 
 The first committee judged has no previous value, so the first iteration never converges on
-properties. :func:`judge_quantity` is the one place that judges a quantity; the history record
+properties.
+
+**Probes.** Exploration by MD at the start structure's volume rarely meets a frame whose *forces*
+the committee disagrees on while its members still disagree on the curvature of E(V) or on a
+phonon branch, so the force-deviation selection alone can leave a property's spread high with
+nothing left to label (measured on EMT Al: B0's spread stayed at 30-45 % over 7 iterations, exit
+407). With ``probes`` (default on), a property whose quantity has a spread above its tolerance has
+its own structures labelled in the next iteration, once (:func:`property_probes`: the volume
+points of the EOS, the strained cells of the elastic constants, the displaced supercells of the
+phonons, all of the start structure as given), so the committee learns exactly what the property
+asks of it. :func:`judge_quantity` is the one place that judges a quantity; the history record
 (:func:`aiida_mlip.history.property_fields`) and :func:`aiida_mlip.learning.convergence.decide`
 both call it. No AiiDA import.
 """
@@ -42,7 +52,14 @@ from aiida_mlip.properties.eos import EOSSettings
 from aiida_mlip.properties.phonons import PhononSettings
 from aiida_mlip.settings import Settings, SettingsError, suggest
 
-__all__ = ("PropertyConvergenceSettings", "QuantityTolerance", "judge_quantity", "quantity_text")
+__all__ = (
+    "PropertyConvergenceSettings",
+    "QuantityTolerance",
+    "judge_quantity",
+    "probes_due",
+    "property_probes",
+    "quantity_text",
+)
 
 #: The properties whose quantities a run can converge on (NEB needs a final state: not here).
 CONVERGENCE_PROPERTIES = ("eos", "elastic", "phonons")
@@ -121,6 +138,9 @@ class PropertyConvergenceSettings(Settings):
         :class:`~aiida_mlip.properties.elastic.ElasticSettings`,
         :class:`~aiida_mlip.properties.phonons.PhononSettings`); the phonon supercell must be at
         least twice the potential's cutoff wide.
+    probes
+        When a quantity's committee spread is above its tolerance, label the structures its
+        property is computed on (:func:`property_probes`) in the next iteration, once per property.
     """
 
     block = "convergence.properties"
@@ -130,6 +150,7 @@ class PropertyConvergenceSettings(Settings):
     eos: EOSSettings = pydantic.Field(default_factory=EOSSettings)
     elastic: ElasticSettings = pydantic.Field(default_factory=ElasticSettings)
     phonons: PhononSettings = pydantic.Field(default_factory=PhononSettings)
+    probes: bool = True
 
     @pydantic.field_validator("quantities", mode="before")
     @classmethod
@@ -276,3 +297,64 @@ def quantity_text(name: str, judged: Mapping[str, Any]) -> str:
     spread = against("spread", "no spread: zero mean")
     std = f"{judged['std']:.2g}" if _finite(judged.get("std")) else "n/a"
     return f"{name} {judged['mean']:.4g} +- {std}{unit} ({change}, {spread})"
+
+
+def property_probes(name: str, atoms: Atoms, settings: PropertyConvergenceSettings) -> list[Atoms]:
+    """The structures property ``name`` evaluates, of ``atoms`` as given.
+
+    Each has ``info["probe"]`` (the property) and ``info["config_type"]`` (``probe_<property>``,
+    which a dataset keeps).
+
+    ``eos``: the volume points (:func:`~aiida_mlip.properties.eos.volume_points`); ``elastic``: the
+    cell strained by ``+-strain`` on each of the 6 Voigt components for each of ``strains``
+    (:func:`~aiida_mlip.properties.elastic.strained`); ``phonons``: the supercells with one displaced
+    atom (:func:`~aiida_mlip.properties.phonons.displaced_supercells`). The kernels relax the
+    structure per member before; the probes are of the given structure (near the minimum).
+    """
+    from aiida_mlip.properties.elastic import strained
+    from aiida_mlip.properties.eos import volume_points
+    from aiida_mlip.properties.phonons import displaced_supercells
+
+    if name == "eos":
+        images = volume_points(atoms, settings.eos)
+    elif name == "elastic":
+        images = [
+            strained(atoms, component, sign * strain)
+            for strain in settings.elastic.strains
+            for component in range(6)
+            for sign in (1, -1)
+        ]
+    elif name == "phonons":
+        images = displaced_supercells(atoms, settings.phonons)
+    else:
+        raise ValueError(f"no probes for property `{name}` ({', '.join(CONVERGENCE_PROPERTIES)})")
+    for image in images:
+        image.calc = None
+        image.info = {"probe": name, "config_type": f"probe_{name}"}
+    return images
+
+
+def probes_due(
+    fields: Mapping[str, Mapping[str, Any]], settings: PropertyConvergenceSettings, probed
+) -> list[str]:
+    """The properties to probe after an iteration: a quantity's spread above tolerance, not yet probed.
+
+    Parameters
+    ----------
+    fields
+        The iteration's ``properties`` record entry (:func:`aiida_mlip.history.property_fields`).
+    settings
+        The ``convergence.properties`` block; nothing is due when its ``probes`` is off.
+    probed
+        Names of the properties already probed in the run.
+    """
+    if not settings.probes:
+        return []
+    due = []
+    for name, entry in fields.items():
+        prop = name.split(".", 1)[0]
+        if prop in probed or prop in due or entry.get("mean") is None:
+            continue
+        if not entry.get("within_spread"):
+            due.append(prop)
+    return due

@@ -41,6 +41,7 @@ __all__ = (
     "PhononSettings",
     "band_ticks",
     "check_phonon_supercell",
+    "displaced_supercells",
     "phonons",
     "plot_phonons",
     "special_points",
@@ -211,6 +212,35 @@ def _imaginary(where: str, qpoints, frequencies, tolerance: float) -> list:
     ]
 
 
+def _displaced(structure: Atoms, settings: PhononSettings, matrix: np.ndarray):
+    """A ``Phonopy`` object of ``structure`` with its finite displacements generated."""
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+    from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
+
+    unitcell = PhonopyAtoms(
+        symbols=structure.get_chemical_symbols(),
+        cell=structure.cell.array,
+        scaled_positions=structure.get_scaled_positions(),
+    )
+    with warnings.catch_warnings():  # "auto" is asked for here, not defaulted to
+        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
+        phonon = Phonopy(unitcell, supercell_matrix=matrix, primitive_matrix=settings.primitive)
+    phonon.generate_displacements(distance=settings.displacement)
+    return phonon
+
+
+def displaced_supercells(atoms: Atoms, settings: PhononSettings | dict | None = None) -> list[Atoms]:
+    """The supercells with one displaced atom each that :func:`phonons` computes forces on.
+
+    Of ``atoms`` as given (not relaxed first, unlike :func:`phonons`); copies without calculator.
+    """
+    settings = resolve_settings(PhononSettings, settings)
+    require_periodic(atoms, "phonons")
+    phonon = _displaced(atoms, settings, supercell_matrix(settings.supercell))
+    return [_to_ase(displaced) for displaced in phonon.supercells_with_displacements]
+
+
 def phonons(
     atoms: Atoms,
     calculator: Calculator | None = None,
@@ -245,10 +275,7 @@ def phonons(
     PropertyInputError
         A structure not periodic in 3D, a supercell narrower than twice the cutoff, or bad settings.
     """
-    from phonopy import Phonopy
     from phonopy.phonon.band_structure import get_band_qpoints_and_path_connections
-    from phonopy.structure.atoms import PhonopyAtoms
-    from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
     settings = resolve_settings(PhononSettings, settings)
     require_periodic(atoms, "phonons")
@@ -257,15 +284,7 @@ def phonons(
     matrix = check_phonon_supercell(atoms, settings.supercell, cutoff)
     structure, calculator = prepare(atoms, calculator, settings)
 
-    unitcell = PhonopyAtoms(
-        symbols=structure.get_chemical_symbols(),
-        cell=structure.cell.array,
-        scaled_positions=structure.get_scaled_positions(),
-    )
-    with warnings.catch_warnings():  # "auto" is asked for here, not defaulted to
-        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
-        phonon = Phonopy(unitcell, supercell_matrix=matrix, primitive_matrix=settings.primitive)
-    phonon.generate_displacements(distance=settings.displacement)
+    phonon = _displaced(structure, settings, matrix)
     forces = []
     for displaced in phonon.supercells_with_displacements:
         image = _to_ase(displaced)

@@ -43,7 +43,7 @@ from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.failures import describe_failure
 from aiida_mlip.workflows.generation import GenerationMixin
 from aiida_mlip.workflows.labelling import LabellingWorkChain
-from aiida_mlip.workflows.property_convergence import PropertyConvergenceMixin
+from aiida_mlip.workflows.property_convergence import PropertyConvergenceMixin, join_structures
 from aiida_mlip.workflows.protocol import ProtocolMixin
 from aiida_mlip.workflows.training import TrainingWorkChain
 
@@ -155,16 +155,14 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
             while_(cls.should_iterate)(
                 cls.run_exploration,
                 cls.inspect_exploration,
-                if_(cls.has_candidates)(
-                    cls.run_selection,
-                    cls.inspect_selection,
-                    if_(cls.has_selection)(
-                        cls.run_labelling,
-                        cls.inspect_labelling,
-                        cls.run_training,
-                        cls.inspect_training,
-                        if_(cls.should_retrain_from_scratch)(cls.retrain_from_scratch, cls.inspect_training),
-                    ),
+                if_(cls.has_candidates)(cls.run_selection, cls.inspect_selection),
+                # the selection, and the probes of convergence.properties when some are due
+                if_(cls.has_selection)(
+                    cls.run_labelling,
+                    cls.inspect_labelling,
+                    cls.run_training,
+                    cls.inspect_training,
+                    if_(cls.should_retrain_from_scratch)(cls.retrain_from_scratch, cls.inspect_training),
                 ),
                 if_(cls.converges_on_properties)(cls.compute_properties),
                 cls.check_convergence,
@@ -375,6 +373,7 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         self.ctx.iteration_start = time.time()
         self.ctx.record = new_record(self.ctx.iteration)
         self.ctx.record["trust"] = dict(self.ctx.window)
+        self.ctx.selected = None
         exploration = self.inputs.exploration.get_dict()
         schedule = exploration["schedule"]
         entry = schedule[min(self.ctx.iteration - 1, len(schedule) - 1)]
@@ -445,12 +444,19 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
         return None
 
     def has_selection(self):
-        return self.ctx.selected is not None
+        return self.ctx.selected is not None or self.ctx.get("probes") is not None
 
     def run_labelling(self):
-        inputs = self._labelling_inputs(self.ctx.selected)
+        structures, probes = self.ctx.selected, self.ctx.get("probes")
+        what = f"{structures.n_frames} selected" if structures is not None else "no selected"
+        if probes is not None:  # made after the last iteration's properties (convergence.properties)
+            what += f" and {probes.n_frames} probe"
+            structures = probes if structures is None else join_structures(structures, probes)
+            self.ctx.record["n_probes"] = probes.n_frames
+            self.ctx.probes = None
+        inputs = self._labelling_inputs(structures)
         inputs["metadata"] = {"call_link_label": f"label_{self.ctx.iteration}"}
-        self.report(f"labelling {self.ctx.selected.n_frames} selected structures")
+        self.report(f"labelling {what} structures")
         return ToContext(labelling=self.submit(LabellingWorkChain, **inputs))
 
     def inspect_labelling(self):

@@ -12,6 +12,12 @@ gets ``properties`` (:func:`aiida_mlip.history.property_fields`), and
 
 An iteration that trained no new committee computes nothing: the last values carry over (a
 committee compared with itself would show no change and prove nothing).
+
+With ``convergence.properties.probes`` (default on), a property whose committee spread is above a
+quantity's tolerance gets its own structures made by :func:`property_probe_structures` (from the
+same structure node), and the next iteration labels them with its selection
+(:func:`join_structures`), once per property (see
+:mod:`aiida_mlip.learning.property_convergence`).
 """
 
 from __future__ import annotations
@@ -24,16 +30,42 @@ from aiida.engine import calcfunction
 from aiida_mlip.data.structures import StructureSetData
 from aiida_mlip.history import property_fields
 from aiida_mlip.learning.convergence import ConvergenceSettings
-from aiida_mlip.learning.property_convergence import quantity_text
+from aiida_mlip.learning.property_convergence import probes_due, quantity_text
+from aiida_mlip.potentials.frames import Frames
 from aiida_mlip.settings import SettingsError
 
-__all__ = ("PropertyConvergenceMixin", "select_structure", "validate_property_convergence")
+__all__ = (
+    "PropertyConvergenceMixin",
+    "join_structures",
+    "property_probe_structures",
+    "select_structure",
+    "validate_property_convergence",
+)
 
 
 @calcfunction
 def select_structure(structures: StructureSetData, index: orm.Int) -> orm.StructureData:
     """Structure number ``index`` (from 0) of ``structures``, as the ``StructureData`` a property calculation takes."""
     return orm.StructureData(ase=structures.get_atoms()[index.value])
+
+
+@calcfunction
+def property_probe_structures(
+    structure: orm.StructureData, settings: orm.Dict, names: orm.List
+) -> StructureSetData:
+    """The structures the properties ``names`` evaluate on ``structure`` (``property_probes``), to label."""
+    from aiida_mlip.learning.property_convergence import PropertyConvergenceSettings, property_probes
+
+    block = PropertyConvergenceSettings.from_mapping(settings.get_dict())
+    atoms = structure.get_ase()
+    images = [image for name in names.get_list() for image in property_probes(name, atoms, block)]
+    return StructureSetData.from_atoms(images)
+
+
+@calcfunction
+def join_structures(first: StructureSetData, second: StructureSetData) -> StructureSetData:
+    """The structures of ``first`` followed by those of ``second``."""
+    return StructureSetData(Frames.concatenate([first.get_frames(), second.get_frames()]))
 
 
 def validate_property_convergence(settings, inputs) -> str | None:
@@ -94,6 +126,7 @@ class PropertyConvergenceMixin:
                 metadata={"call_link_label": "property_structure"},
             )
             self.ctx.property_settings = orm.Dict(settings.validation_settings())
+            self.ctx.property_convergence_settings = orm.Dict(settings.to_dict())
         rows, failures, start = [], {}, time.time()
         for name in settings.properties:
             _, node = compute_property.run_get_node(
@@ -116,4 +149,28 @@ class PropertyConvergenceMixin:
         self.report(
             f"properties of potential <{potential.pk}>: "
             + "; ".join(quantity_text(name, entry) for name, entry in fields.items())
+        )
+        self._schedule_probes(settings, fields)
+
+    def _schedule_probes(self, settings, fields) -> None:
+        """Make the probes of the properties whose spread is too large, for the next iteration's labelling."""
+        probed = list(self.ctx.get("probed", []))
+        due = probes_due(fields, settings, probed)
+        if not due:
+            return
+        probes = property_probe_structures(
+            self.ctx.property_structure,
+            self.ctx.property_convergence_settings,
+            orm.List(due),
+            metadata={"call_link_label": f"property_probes_{self.ctx.iteration}"},
+        )
+        self.ctx.probes = probes
+        self.ctx.probed = probed + due
+        kinds = list(probes.get_frames().config_type)
+        counts = {name: kinds.count(f"probe_{name}") for name in due}
+        self.ctx.record["probes_due"] = counts
+        self.report(
+            "committee spread above tolerance for "
+            + ", ".join(due)
+            + f": its {probes.n_frames} structure(s) are labelled in the next iteration ({counts})"
         )

@@ -1,5 +1,6 @@
 """Property-level convergence: the settings refuse what cannot work, ``decide`` converges only when every quantity has settled."""
 
+import numpy as np
 import pytest
 from ase.build import bulk
 
@@ -12,7 +13,12 @@ from aiida_mlip.learning.convergence import (
     ConvergenceSettings,
     decide,
 )
-from aiida_mlip.learning.property_convergence import PropertyConvergenceSettings, judge_quantity
+from aiida_mlip.learning.property_convergence import (
+    PropertyConvergenceSettings,
+    judge_quantity,
+    probes_due,
+    property_probes,
+)
 from aiida_mlip.learning.settings import ActiveLearningSettings
 from aiida_mlip.settings import SettingsError
 
@@ -88,6 +94,62 @@ def test_properties_name_what_held_the_run_back_at_the_end():
     # accurate and nothing labelled, but the properties unsettled: a stall that says why
     stalled = decide(dict(held, iteration=2, n_labelled=0), [record(1, {})], SETTINGS)
     assert stalled.criterion == NO_NEW_LABELS and "eos.B0" in stalled.reason
+
+
+def test_due_probes_keep_a_stalled_run_going():
+    """Nothing labelled and the spread too large, but the property's probes are due: go on, not 407."""
+    held = record(
+        2, {"eos.B0": quantity(40.0, 6.0, 41.0), "phonons.X_3": quantity(8.6, 0.1, 8.5)}, labelled=0
+    )
+    decision = decide(dict(held, probes_due={"eos": 9}), [record(1, {})], SETTINGS)
+    assert (decision.stop, decision.criterion) == (False, CONTINUE)
+
+
+def test_probes_are_the_structures_each_property_evaluates():
+    settings = PropertyConvergenceSettings.from_mapping(
+        {
+            "quantities": QUANTITIES,
+            "eos": {"points": 7, "volume_range": 0.06},
+            "elastic": {"strains": [0.01]},
+            "phonons": {"supercell": [2, 2, 2]},
+        }
+    )
+    al = bulk("Al", "fcc", a=4.05)  # the 1-atom primitive cell
+    eos = property_probes("eos", al, settings)
+    assert [atoms.get_volume() for atoms in eos] == pytest.approx(
+        al.get_volume() * np.linspace(0.94, 1.06, 7)
+    )
+    elastic = property_probes("elastic", al, settings)
+    assert len(elastic) == 12  # +-1% on each of the 6 Voigt components
+    assert {round(atoms.get_volume() / al.get_volume() - 1, 6) for atoms in elastic[:2]} == {0.01, -0.01}
+    (displaced,) = property_probes("phonons", al, settings)  # fcc: one symmetry-distinct displacement
+    assert len(displaced) == 8
+    assert (
+        np.linalg.norm(displaced.positions - bulk("Al", "fcc", a=4.05).repeat(2).positions, axis=1).max() > 0
+    )
+    for atoms in eos + elastic + [displaced]:
+        assert atoms.calc is None and atoms.info["config_type"] == f"probe_{atoms.info['probe']}"
+    with pytest.raises(ValueError, match="no probes for property `neb`"):
+        property_probes("neb", al, settings)
+
+
+def test_probes_are_due_once_per_property_whose_spread_is_too_large():
+    settings = PropertyConvergenceSettings.from_mapping({"quantities": QUANTITIES})
+    fields = {
+        "eos.B0": {"mean": 40.0, "within_spread": False, "within_change": True},
+        "phonons.X_3": {"mean": 8.6, "within_spread": True, "within_change": False},  # moved, but agreed
+    }
+    assert settings.probes and probes_due(fields, settings, set()) == ["eos"]
+    assert probes_due(fields, settings, {"eos"}) == []  # once
+    assert (
+        probes_due(
+            fields,
+            PropertyConvergenceSettings.from_mapping({"quantities": QUANTITIES, "probes": False}),
+            set(),
+        )
+        == []
+    )
+    assert probes_due({"eos.B0": {"mean": None, "within_spread": False}}, settings, set()) == []  # failed
 
 
 def test_without_properties_the_decision_is_todays():
@@ -249,6 +311,10 @@ def test_the_aiida_free_loop_judges_the_same_quantities():
             )
         assert record["convergence"]["properties_met"] is False
     assert all(entry["change"] is None for entry in iterations[0]["properties"].values())
+    # the spreads are too large: the structures of both properties are labelled in iteration 2, once
+    assert iterations[0]["probes_due"] == {"eos": 7, "phonons": iterations[1]["n_probes"] - 7}
+    assert iterations[1]["labels_origin"]["probes"] == iterations[1]["n_probes"] > 7
+    assert "probes_due" not in iterations[1]
     last = iterations[-1]
     assert last["convergence"]["criterion"] in ("max_iterations", "no_new_labels")
     assert "eos.B0" in last["convergence"]["reason"]

@@ -104,6 +104,26 @@ def test_each_committee_is_judged_by_a_calcfunction_with_the_potential_as_input(
     assert len(judged[1]) == 1 and judged[1] != judged[2] and judged[1] <= trained
 
 
+def test_probes_of_the_properties_are_labelled_in_the_next_iteration(held_back):
+    """The spreads are too large after iteration 1: the EOS volumes and the displaced supercells are
+    made from the property structure and labelled beside iteration 2's selection, once."""
+    node = orm.load_node(held_back)
+    first, second = node.outputs.history["iterations"]
+    due = first["probes_due"]
+    assert due["eos"] == 7 and due["phonons"] >= 1
+    assert second["n_probes"] == sum(due.values()) and "probes_due" not in second
+    made = node.base.links.get_outgoing(link_label_filter="property_probes_1").one().node
+    assert made.process_label == "property_probe_structures" and made.inputs.names.get_list() == [
+        "eos",
+        "phonons",
+    ]
+    assert made.inputs.structure.creator.process_label == "select_structure"
+    kinds = list(node.outputs.dataset.get_frames().config_type)
+    assert kinds.count("probe_eos") == 7 and kinds.count("probe_phonons") == due["phonons"]
+    labelled = node.base.links.get_outgoing(link_label_filter="label_2").one().node
+    assert labelled.inputs.structures.n_frames == second["n_selected"] + second["n_probes"]
+
+
 def test_status_and_plot_show_the_properties(held_back):
     node = orm.load_node(held_back)
     status = CliRunner().invoke(cmd_root, ["status", str(node.pk)], catch_exceptions=False)
