@@ -122,6 +122,10 @@ def _greedy_rows(
         if len(diagonal) == 0 or diagonal[0] == 0.0:
             norms.append(0.0)
             break
+        # copies of one environment (perfect-lattice frames) can fill the pool: keep the picks clearly
+        # outside the span so far and look over every row again, rather than take a copy's zero residual
+        take = max(1, int((diagonal > 1e-8 * diagonal[0]).sum()))
+        diagonal = diagonal[:take]
         chosen.extend(candidates[pivots[:take]].tolist())
         norms.extend(diagonal.tolist())
         basis = np.vstack([basis, q[:, :take].T])
@@ -318,15 +322,23 @@ def _build_element(
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     largest = eigenvalues[-1] if n else 0.0
     rank = min(int((eigenvalues > rank_rtol**2 * largest).sum()), n) if largest > 0 else 0
+    chosen = None
+    while rank and chosen is None:
+        # the eigenvalue test can pass rows whose greedy volume still vanishes (many near-copies of
+        # one environment, e.g. perfect-lattice frames, searched in single precision): one
+        # direction fewer until maxvol finds an invertible submatrix
+        try:
+            chosen = maxvol(features @ eigenvectors[:, m - rank :] if rank < m else features, tol=tol).indices
+        except ValueError as exception:
+            if "rank-deficient" not in str(exception):
+                raise
+            rank -= 1
     if rank == m:
-        result = maxvol(features, tol=tol)
-        return ElementActiveSet(rows=features[result.indices], source=source[result.indices]), rank
+        return ElementActiveSet(rows=features[chosen], source=source[chosen]), rank
     rms = float(np.sqrt((features**2).sum(axis=1).mean())) if n else 0.0
     scale = regularisation * (rms if rms > 0 else 1.0)
-    span = eigenvectors[:, m - rank :]
     null = eigenvectors[:, : m - rank]
     if rank:
-        chosen = maxvol(features @ span, tol=tol).indices
         real_rows, real_source = features[chosen], source[chosen]
     else:
         real_rows, real_source = np.zeros((0, m)), np.zeros((0, 2), dtype=np.int64)

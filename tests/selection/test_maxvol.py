@@ -57,6 +57,18 @@ def test_block_exchanges_from_a_poor_start_end_dominant():
     assert abs(np.linalg.det(matrix[active])) > abs(np.linalg.det(matrix[start]))
 
 
+def test_copies_of_one_environment_do_not_hide_the_others():
+    """500 near-copies of the largest row (a perfect lattice's atoms) fill the greedy start's pool:
+    the copies' zero residuals used to end the search as "rank-deficient" (ValueError)."""
+    rng = np.random.default_rng(0)
+    m = 20
+    copies = np.repeat(10 * rng.normal(size=(1, m)), 500, axis=0) + 1e-12 * rng.normal(size=(500, m))
+    matrix = np.vstack([copies, rng.normal(size=(m, m))])
+    chosen = maxvol(matrix, tol=0.01).indices
+    assert len(chosen) == m and (chosen < 500).sum() == 1  # one copy, every other environment
+    assert np.abs(np.linalg.solve(matrix[chosen].T, matrix.T)).max() <= 1.01 + 1e-9
+
+
 def test_grade_of_training_rows_and_new_rows():
     tol = 1e-3
     matrix, planted, _ = planted_matrix(seed=3)
