@@ -256,7 +256,14 @@ def _print_status(node):
             echo.echo(
                 f"iteration {record['iteration']}: properties: "
                 + "; ".join(quantity_text(name, entry) for name, entry in record["properties"].items())
+                + (
+                    f"; probes due for the next iteration: {record['probes_due']}"
+                    if record.get("probes_due")
+                    else ""
+                )
             )
+        if record.get("n_probes"):
+            echo.echo(f"iteration {record['iteration']}: labelled {record['n_probes']} property probe(s)")
         if record.get("training_status", "ok") != "ok":
             echo.echo(
                 f"iteration {record['iteration']}: training {record['training_status']}"

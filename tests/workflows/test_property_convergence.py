@@ -131,6 +131,8 @@ def test_status_and_plot_show_the_properties(held_back):
     assert "properties not within tolerance" in status.output
     for iteration in (1, 2):
         assert f"iteration {iteration}: properties: eos.B0 " in status.output
+    assert "probes due for the next iteration: {'eos': 7, 'phonons'" in status.output
+    assert "iteration 2: labelled " in status.output and "property probe(s)" in status.output
     image = Image.open(io.BytesIO(node.outputs.history_plot.get_content(mode="rb")))
     assert image.size == (1100, 1155)  # a third row of panels: 10 x 10.5 inches at 110 dpi
 
