@@ -37,7 +37,7 @@ from aiida_mlip.workflows.active_learning_inputs import (
     generate_initial_structures,
     validate_inputs,
 )
-from aiida_mlip.workflows.calibration import calibrate_uncertainty, calibration_summary, trust_window_from
+from aiida_mlip.workflows.calibration import CalibrationMixin
 from aiida_mlip.workflows.concurrency import validate_max_concurrent
 from aiida_mlip.workflows.exploration import ExplorationWorkChain
 from aiida_mlip.workflows.failures import describe_failure
@@ -55,7 +55,9 @@ def _span(node: orm.ProcessNode) -> float:
     return max(0.0, (node.mtime - node.ctime).total_seconds())
 
 
-class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, GenerationMixin, WorkChain):
+class ActiveLearningWorkChain(
+    ProtocolMixin, CalibrationMixin, PropertyConvergenceMixin, GenerationMixin, WorkChain
+):
     """Grow a committee potential by active learning, every step recorded in the provenance graph."""
 
     _protocol_file = "active_learning.yaml"
@@ -488,45 +490,6 @@ class ActiveLearningWorkChain(ProtocolMixin, PropertyConvergenceMixin, Generatio
                 message=node.exit_message or f"exit {node.exit_status}"
             )
         return None
-
-    def _calibrate(self, labels: DatasetData) -> None:
-        """Calibrate the current committee on new labels (pooled with the earlier ones and its validation pairs).
-
-        With a target error, the fit sets the next window.
-        """
-        optional = {"previous": self.ctx.get("calibration"), "validation": self.ctx.get("potential_metrics")}
-        outputs = calibrate_uncertainty(
-            self.ctx.potential,
-            labels,
-            **{key: node for key, node in optional.items() if node is not None},
-            metadata={"call_link_label": f"calibrate_{self.ctx.iteration}"},
-        )
-        self.ctx.calibration = outputs["calibration"]
-        key = f"iteration_{self.ctx.iteration}"
-        self.out(f"calibration.{key}", outputs["calibration"])
-        self.out(f"reliability_diagram.{key}", outputs["reliability_diagram"])
-        summary = calibration_summary(outputs["calibration"])
-        self.ctx.record["calibration"] = summary
-        spearman = summary["spearman"]
-        self.report(
-            f"calibration on {summary['n_new_pairs']} new label(s) ({summary['n_pairs']} pairs with earlier "
-            f"labels and {summary['n_validation_pairs']} validation frames): "
-            f"factor {summary['factor']:.2f}, exponent {summary['exponent']:.2f}"
-            + (" (fallback: too few pairs)" if summary["fallback"] else "")
-            + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
-        )
-        target = self.inputs.trust.get_dict().get("target_force_error")
-        if target is None:
-            return
-        md = self.inputs.exploration.get_dict().get("md", {})
-        window, message = trust_window_from(outputs["calibration"], target, md.get("break_threshold"))
-        self.report(message)
-        if window is not None:
-            self.ctx.window = {
-                "lo": window[0],
-                "hi": window[1],
-                "source": f"calibration of iteration {self.ctx.iteration} for target {target:g} eV/A",
-            }
 
     def check_convergence(self):
         """Record the iteration and let :func:`aiida_mlip.learning.convergence.decide` judge it."""

@@ -21,7 +21,7 @@ from aiida.engine import calcfunction
 from aiida_mlip.data.dataset import DatasetData
 from aiida_mlip.data.potential import PotentialData
 
-__all__ = ("calibrate_uncertainty", "calibration_summary", "trust_window_from")
+__all__ = ("CalibrationMixin", "calibrate_uncertainty", "calibration_summary", "trust_window_from")
 
 
 @calcfunction
@@ -140,3 +140,46 @@ def trust_window_from(
         f"trust window lo={lo:.3f}, hi={hi:.3f} eV/A for target force error {target_force_error:g} eV/A "
         f"(calibration factor {fit.factor:.2f}, exponent {fit.exponent:.2f} on {fit.n_pairs} pairs)"
     )
+
+
+class CalibrationMixin:
+    """The calibration step of ``ActiveLearningWorkChain``: each iteration's new labels calibrate the committee."""
+
+    def _calibrate(self, labels: DatasetData) -> None:
+        """Calibrate the current committee on new labels (pooled with the earlier ones and its validation pairs).
+
+        With a target error, the fit sets the next window.
+        """
+        optional = {"previous": self.ctx.get("calibration"), "validation": self.ctx.get("potential_metrics")}
+        outputs = calibrate_uncertainty(
+            self.ctx.potential,
+            labels,
+            **{key: node for key, node in optional.items() if node is not None},
+            metadata={"call_link_label": f"calibrate_{self.ctx.iteration}"},
+        )
+        self.ctx.calibration = outputs["calibration"]
+        key = f"iteration_{self.ctx.iteration}"
+        self.out(f"calibration.{key}", outputs["calibration"])
+        self.out(f"reliability_diagram.{key}", outputs["reliability_diagram"])
+        summary = calibration_summary(outputs["calibration"])
+        self.ctx.record["calibration"] = summary
+        spearman = summary["spearman"]
+        self.report(
+            f"calibration on {summary['n_new_pairs']} new label(s) ({summary['n_pairs']} pairs with earlier "
+            f"labels and {summary['n_validation_pairs']} validation frames): "
+            f"factor {summary['factor']:.2f}, exponent {summary['exponent']:.2f}"
+            + (" (fallback: too few pairs)" if summary["fallback"] else "")
+            + f", rank correlation {'n/a' if spearman is None else f'{spearman:.2f}'}"
+        )
+        target = self.inputs.trust.get_dict().get("target_force_error")
+        if target is None:
+            return
+        md = self.inputs.exploration.get_dict().get("md", {})
+        window, message = trust_window_from(outputs["calibration"], target, md.get("break_threshold"))
+        self.report(message)
+        if window is not None:
+            self.ctx.window = {
+                "lo": window[0],
+                "hi": window[1],
+                "source": f"calibration of iteration {self.ctx.iteration} for target {target:g} eV/A",
+            }
